@@ -1,0 +1,101 @@
+//! wasmhost's guest: tract's ONNX interpreter behind guest ABI v1
+//! (docs/guest-abi.md). Built as a wasm32-wasip1 reactor; the host calls
+//! `_initialize` once, then `wh_load` and `wh_run` with msgpack requests.
+
+pub mod wire;
+
+#[cfg(feature = "engine")]
+mod engine;
+
+#[cfg(feature = "engine")]
+mod abi {
+    use std::alloc::{alloc, dealloc, Layout};
+    use std::cell::RefCell;
+
+    use crate::engine::Loaded;
+    use crate::wire::{self, GuestError, GuestResult, LoadRequest, RunRequest};
+
+    struct Guest {
+        loaded: Option<Loaded>,
+        result: Vec<u8>,
+    }
+
+    thread_local! {
+        static GUEST: RefCell<Guest> = const { RefCell::new(Guest { loaded: None, result: Vec::new() }) };
+    }
+
+    fn layout(len: usize) -> Option<Layout> {
+        Layout::from_size_align(len.max(1), 8).ok()
+    }
+
+    #[no_mangle]
+    pub extern "C" fn wh_abi_version() -> i32 {
+        1
+    }
+
+    /// Never traps: an allocation the memory cap refuses is reported as 0.
+    #[no_mangle]
+    pub extern "C" fn wh_alloc(len: usize) -> *mut u8 {
+        match layout(len) {
+            Some(l) => unsafe { alloc(l) },
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    #[no_mangle]
+    pub unsafe extern "C" fn wh_free(ptr: *mut u8, len: usize) {
+        if let (false, Some(l)) = (ptr.is_null(), layout(len)) {
+            dealloc(ptr, l)
+        }
+    }
+
+    fn call(ptr: *const u8, len: usize, f: impl FnOnce(&[u8], &mut Guest) -> GuestResult<()>) -> i32 {
+        let request: &[u8] = if ptr.is_null() || len == 0 {
+            &[]
+        } else {
+            unsafe { std::slice::from_raw_parts(ptr, len) }
+        };
+        GUEST.with_borrow_mut(|guest| match f(request, guest) {
+            Ok(()) => 0,
+            Err(e) => {
+                wire::encode_error(&mut guest.result, &e);
+                1
+            }
+        })
+    }
+
+    #[no_mangle]
+    pub extern "C" fn wh_load(ptr: *const u8, len: usize) -> i32 {
+        call(ptr, len, |bytes, guest| {
+            let req: LoadRequest = wire::decode(bytes, "load")?;
+            // Free the previous model before parsing the next one.
+            guest.loaded = None;
+            let loaded = Loaded::load(req.model, req.options)?;
+            wire::encode_load_response(&mut guest.result, &loaded.inputs, &loaded.outputs, &loaded.meta);
+            guest.loaded = Some(loaded);
+            Ok(())
+        })
+    }
+
+    #[no_mangle]
+    pub extern "C" fn wh_run(ptr: *const u8, len: usize) -> i32 {
+        call(ptr, len, |bytes, guest| {
+            let req: RunRequest = wire::decode(bytes, "run")?;
+            let loaded = guest
+                .loaded
+                .as_mut()
+                .ok_or_else(|| GuestError::new("not_loaded", "no model is loaded"))?;
+            loaded.run(&req, &mut guest.result)
+        })
+    }
+
+    #[no_mangle]
+    pub extern "C" fn wh_result_ptr() -> *const u8 {
+        GUEST.with_borrow(|g| g.result.as_ptr())
+    }
+
+    #[no_mangle]
+    pub extern "C" fn wh_result_len() -> usize {
+        GUEST.with_borrow(|g| g.result.len())
+    }
+}

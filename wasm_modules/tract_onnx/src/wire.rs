@@ -1,0 +1,475 @@
+//! The msgpack messages of guest ABI v1 (docs/guest-abi.md): requests decoded
+//! without copying tensor payloads, responses encoded straight into one buffer.
+//! Free of tract so that its tests build natively in seconds.
+
+use serde::Deserialize;
+
+/// A guest error, sent to the host as `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl GuestError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        GuestError { code, message: message.into() }
+    }
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new("invalid_request", message)
+    }
+    pub fn invalid_model(message: impl Into<String>) -> Self {
+        Self::new("invalid_model", message)
+    }
+    pub fn unsupported_model(message: impl Into<String>) -> Self {
+        Self::new("unsupported_model", message)
+    }
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new("invalid_input", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new("internal", message)
+    }
+}
+
+pub type GuestResult<T> = Result<T, GuestError>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoadOptions {
+    pub plan_cache: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoadRequest<'a> {
+    #[serde(borrow, with = "serde_bytes")]
+    pub model: &'a [u8],
+    #[serde(default)]
+    pub options: Option<LoadOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TensorIn<'a> {
+    #[serde(borrow)]
+    pub name: &'a str,
+    #[serde(borrow)]
+    pub dtype: &'a str,
+    pub shape: Vec<u64>,
+    #[serde(borrow, with = "serde_bytes")]
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RunRequest<'a> {
+    #[serde(borrow)]
+    pub inputs: Vec<TensorIn<'a>>,
+    #[serde(default)]
+    pub outputs: Option<Vec<String>>,
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> GuestResult<T> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| GuestError::invalid_request(format!("malformed {what} request: {e}")))
+}
+
+/// The dtypes exchanged with the host, by numpy name, with their item size.
+pub const DTYPES: &[(&str, usize)] = &[
+    ("bool", 1),
+    ("uint8", 1),
+    ("uint16", 2),
+    ("uint32", 4),
+    ("uint64", 8),
+    ("int8", 1),
+    ("int16", 2),
+    ("int32", 4),
+    ("int64", 8),
+    ("float16", 2),
+    ("float32", 4),
+    ("float64", 8),
+];
+
+pub fn itemsize(dtype: &str) -> Option<usize> {
+    DTYPES.iter().find(|(n, _)| *n == dtype).map(|(_, s)| *s)
+}
+
+/// Checks that `data` holds exactly `prod(shape)` items of `dtype`, without overflow.
+pub fn check_tensor_bytes(name: &str, dtype: &str, shape: &[u64], len: usize) -> GuestResult<()> {
+    let size = itemsize(dtype).ok_or_else(|| {
+        GuestError::invalid_input(format!("input '{name}': unsupported dtype '{dtype}'"))
+    })?;
+    let mut count: u64 = 1;
+    for d in shape {
+        count = count.checked_mul(*d).ok_or_else(|| {
+            GuestError::invalid_input(format!("input '{name}': shape {shape:?} overflows"))
+        })?;
+    }
+    let expected = count.checked_mul(size as u64).ok_or_else(|| {
+        GuestError::invalid_input(format!("input '{name}': shape {shape:?} overflows"))
+    })?;
+    if expected != len as u64 {
+        return Err(GuestError::invalid_input(format!(
+            "input '{name}': shape {shape:?} of {dtype} needs {expected} bytes, got {len}"
+        )));
+    }
+    Ok(())
+}
+
+/// A dimension of a signature: known, symbolic, or unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dim {
+    Known(i64),
+    Symbol(String),
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Option<Vec<Dim>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub producer_name: String,
+    pub producer_version: String,
+    pub domain: String,
+    pub doc_string: String,
+    pub graph_name: String,
+    pub graph_description: String,
+    pub model_version: i64,
+    pub ir_version: i64,
+    pub opset: Vec<(String, i64)>,
+    pub ops: Vec<(String, u64)>,
+    pub metadata_props: Vec<(String, String)>,
+}
+
+/// An encoder writing msgpack straight into the response buffer. Writes to a
+/// `Vec` cannot fail, so encoding errors are unreachable and unwrapped.
+pub struct Writer<'a>(pub &'a mut Vec<u8>);
+
+impl Writer<'_> {
+    pub fn map(&mut self, len: usize) {
+        rmp::encode::write_map_len(self.0, len as u32).unwrap();
+    }
+    pub fn array(&mut self, len: usize) {
+        rmp::encode::write_array_len(self.0, len as u32).unwrap();
+    }
+    pub fn str(&mut self, s: &str) {
+        rmp::encode::write_str(self.0, s).unwrap();
+    }
+    pub fn int(&mut self, i: i64) {
+        rmp::encode::write_sint(self.0, i).unwrap();
+    }
+    pub fn uint(&mut self, u: u64) {
+        rmp::encode::write_uint(self.0, u).unwrap();
+    }
+    pub fn nil(&mut self) {
+        rmp::encode::write_nil(self.0).unwrap();
+    }
+    pub fn bin(&mut self, data: &[u8]) {
+        rmp::encode::write_bin_len(self.0, data.len() as u32).unwrap();
+        self.0.extend_from_slice(data);
+    }
+    /// Writes a bin header of `len` bytes and returns the room for its payload.
+    pub fn bin_room(&mut self, len: usize) -> &mut [u8] {
+        rmp::encode::write_bin_len(self.0, len as u32).unwrap();
+        let start = self.0.len();
+        self.0.resize(start + len, 0);
+        &mut self.0[start..]
+    }
+    pub fn str_map(&mut self, entries: &[(String, String)]) {
+        self.map(entries.len());
+        for (k, v) in entries {
+            self.str(k);
+            self.str(v);
+        }
+    }
+}
+
+pub fn encode_error(out: &mut Vec<u8>, err: &GuestError) {
+    out.clear();
+    let mut w = Writer(out);
+    w.map(1);
+    w.str("error");
+    w.map(2);
+    w.str("code");
+    w.str(err.code);
+    w.str("message");
+    w.str(&err.message);
+}
+
+fn encode_signature(w: &mut Writer, sig: &Signature) {
+    w.map(3);
+    w.str("name");
+    w.str(&sig.name);
+    w.str("dtype");
+    w.str(&sig.dtype);
+    w.str("shape");
+    match &sig.shape {
+        None => w.nil(),
+        Some(dims) => {
+            w.array(dims.len());
+            for d in dims {
+                match d {
+                    Dim::Known(v) => w.int(*v),
+                    Dim::Symbol(s) => w.str(s),
+                    Dim::Unknown => w.nil(),
+                }
+            }
+        }
+    }
+}
+
+pub fn encode_load_response(
+    out: &mut Vec<u8>,
+    inputs: &[Signature],
+    outputs: &[Signature],
+    meta: &Meta,
+) {
+    out.clear();
+    let mut w = Writer(out);
+    w.map(3);
+    for (key, sigs) in [("inputs", inputs), ("outputs", outputs)] {
+        w.str(key);
+        w.array(sigs.len());
+        for s in sigs {
+            encode_signature(&mut w, s);
+        }
+    }
+    w.str("meta");
+    w.map(11);
+    for (k, v) in [
+        ("producer_name", &meta.producer_name),
+        ("producer_version", &meta.producer_version),
+        ("domain", &meta.domain),
+        ("doc_string", &meta.doc_string),
+        ("graph_name", &meta.graph_name),
+        ("graph_description", &meta.graph_description),
+    ] {
+        w.str(k);
+        w.str(v);
+    }
+    w.str("model_version");
+    w.int(meta.model_version);
+    w.str("ir_version");
+    w.int(meta.ir_version);
+    w.str("opset");
+    w.map(meta.opset.len());
+    for (d, v) in &meta.opset {
+        w.str(d);
+        w.int(*v);
+    }
+    w.str("ops");
+    w.map(meta.ops.len());
+    for (op, n) in &meta.ops {
+        w.str(op);
+        w.uint(*n);
+    }
+    w.str("metadata_props");
+    w.str_map(&meta.metadata_props);
+}
+
+/// Starts a run response holding `n` tensors; follow with `n` calls to `encode_tensor`.
+pub fn begin_run_response(out: &mut Vec<u8>, n: usize) {
+    out.clear();
+    let mut w = Writer(out);
+    w.map(1);
+    w.str("outputs");
+    w.array(n);
+}
+
+/// Appends one tensor; `fill` writes its `nbytes` bytes of payload in place.
+pub fn encode_tensor(
+    out: &mut Vec<u8>,
+    name: &str,
+    dtype: &str,
+    shape: &[usize],
+    nbytes: usize,
+    fill: impl FnOnce(&mut [u8]),
+) {
+    let mut w = Writer(out);
+    w.map(4);
+    w.str("name");
+    w.str(name);
+    w.str("dtype");
+    w.str(dtype);
+    w.str("shape");
+    w.array(shape.len());
+    for d in shape {
+        w.uint(*d as u64);
+    }
+    w.str("data");
+    fill(w.bin_room(nbytes));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct TensorOut<'a> {
+        name: &'a str,
+        dtype: &'a str,
+        shape: Vec<u64>,
+        #[serde(with = "serde_bytes")]
+        data: &'a [u8],
+    }
+
+    #[derive(Serialize)]
+    struct RunOut<'a> {
+        inputs: Vec<TensorOut<'a>>,
+        outputs: Option<Vec<&'a str>>,
+    }
+
+    fn named<T: Serialize>(v: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(v).unwrap()
+    }
+
+    #[test]
+    fn run_request_borrows_payload() {
+        let payload = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let bytes = named(&RunOut {
+            inputs: vec![TensorOut { name: "x", dtype: "float32", shape: vec![2], data: &payload }],
+            outputs: Some(vec!["y"]),
+        });
+        let req: RunRequest = decode(&bytes, "run").unwrap();
+        assert_eq!(req.inputs.len(), 1);
+        let t = &req.inputs[0];
+        assert_eq!((t.name, t.dtype, t.shape.as_slice()), ("x", "float32", &[2u64][..]));
+        assert_eq!(t.data, &payload);
+        // Borrowed, not copied: the slice points into the request buffer.
+        let range = bytes.as_ptr_range();
+        assert!(range.contains(&t.data.as_ptr()));
+        assert_eq!(req.outputs, Some(vec!["y".to_string()]));
+    }
+
+    #[test]
+    fn run_request_outputs_nil_and_unknown_keys() {
+        #[derive(Serialize)]
+        struct Extra<'a> {
+            inputs: Vec<TensorOut<'a>>,
+            outputs: Option<Vec<&'a str>>,
+            future: u8,
+        }
+        let bytes = named(&Extra { inputs: vec![], outputs: None, future: 1 });
+        let req: RunRequest = decode(&bytes, "run").unwrap();
+        assert!(req.inputs.is_empty());
+        assert!(req.outputs.is_none());
+    }
+
+    #[test]
+    fn load_request_with_and_without_options() {
+        #[derive(Serialize)]
+        struct Load<'a> {
+            #[serde(with = "serde_bytes")]
+            model: &'a [u8],
+        }
+        let bytes = named(&Load { model: b"abc" });
+        let req: LoadRequest = decode(&bytes, "load").unwrap();
+        assert_eq!(req.model, b"abc");
+        assert!(req.options.is_none());
+
+        #[derive(Serialize)]
+        struct Opts {
+            plan_cache: u32,
+        }
+        #[derive(Serialize)]
+        struct LoadOpts<'a> {
+            #[serde(with = "serde_bytes")]
+            model: &'a [u8],
+            options: Opts,
+        }
+        let bytes = named(&LoadOpts { model: b"", options: Opts { plan_cache: 7 } });
+        let req: LoadRequest = decode(&bytes, "load").unwrap();
+        assert_eq!(req.options.unwrap().plan_cache, Some(7));
+    }
+
+    #[test]
+    fn malformed_requests_are_errors_not_panics() {
+        for bytes in [&b""[..], b"\xc1", b"\x93\x01\x02", b"\x81\xa6inputs\x01", b"\xdf\xff\xff\xff\xff"]
+        {
+            let err = decode::<RunRequest>(bytes, "run").unwrap_err();
+            assert_eq!(err.code, "invalid_request");
+        }
+        // A number where bytes are expected.
+        #[derive(Serialize)]
+        struct Bad {
+            model: u32,
+        }
+        let err = decode::<LoadRequest>(&named(&Bad { model: 7 }), "load").unwrap_err();
+        assert_eq!(err.code, "invalid_request");
+    }
+
+    #[test]
+    fn tensor_byte_checks() {
+        assert!(check_tensor_bytes("x", "float32", &[2, 3], 24).is_ok());
+        assert!(check_tensor_bytes("x", "bool", &[], 1).is_ok());
+        assert!(check_tensor_bytes("x", "int64", &[0, 5], 0).is_ok());
+        let e = check_tensor_bytes("x", "float32", &[2, 3], 23).unwrap_err();
+        assert_eq!(e.code, "invalid_input");
+        assert!(e.message.contains("'x'") && e.message.contains("24"), "{}", e.message);
+        let e = check_tensor_bytes("x", "string", &[1], 1).unwrap_err();
+        assert!(e.message.contains("string"));
+        let e = check_tensor_bytes("x", "float64", &[u64::MAX, 2], 0).unwrap_err();
+        assert!(e.message.contains("overflows"));
+    }
+
+    fn value(bytes: &[u8]) -> rmpv::Value {
+        rmpv::decode::read_value(&mut &bytes[..]).unwrap()
+    }
+
+    #[test]
+    fn error_response_shape() {
+        let mut out = vec![9, 9, 9];
+        encode_error(&mut out, &GuestError::invalid_model("nope"));
+        let v = value(&out);
+        let err = &v["error"];
+        assert_eq!(err["code"].as_str(), Some("invalid_model"));
+        assert_eq!(err["message"].as_str(), Some("nope"));
+    }
+
+    #[test]
+    fn load_response_shape() {
+        let mut out = vec![];
+        let sig = Signature {
+            name: "x".into(),
+            dtype: "float32".into(),
+            shape: Some(vec![Dim::Symbol("N".into()), Dim::Known(3), Dim::Unknown]),
+        };
+        let unranked = Signature { name: "y".into(), dtype: "unknown".into(), shape: None };
+        let meta = Meta {
+            producer_name: "p".into(),
+            opset: vec![("".into(), 13)],
+            ops: vec![("Relu".into(), 2)],
+            metadata_props: vec![("k".into(), "v".into())],
+            ..Meta::default()
+        };
+        encode_load_response(&mut out, &[sig], &[unranked], &meta);
+        let v = value(&out);
+        let x = &v["inputs"][0];
+        assert_eq!(x["name"].as_str(), Some("x"));
+        assert_eq!(x["shape"][0].as_str(), Some("N"));
+        assert_eq!(x["shape"][1].as_i64(), Some(3));
+        assert!(x["shape"][2].is_nil());
+        assert!(v["outputs"][0]["shape"].is_nil());
+        assert_eq!(v["meta"]["producer_name"].as_str(), Some("p"));
+        assert_eq!(v["meta"]["ops"]["Relu"].as_u64(), Some(2));
+        assert_eq!(v["meta"]["metadata_props"]["k"].as_str(), Some("v"));
+    }
+
+    #[test]
+    fn run_response_payload_written_in_place() {
+        let mut out = vec![];
+        begin_run_response(&mut out, 2);
+        encode_tensor(&mut out, "a", "int16", &[2], 4, |b| b.copy_from_slice(&[1, 0, 2, 0]));
+        let big = vec![7u8; 70_000];
+        encode_tensor(&mut out, "b", "uint8", &[70_000], big.len(), |b| b.copy_from_slice(&big));
+        let v = value(&out);
+        let outs = v["outputs"].as_array().unwrap();
+        assert_eq!(outs[0]["data"].as_slice(), Some(&[1u8, 0, 2, 0][..]));
+        assert_eq!(outs[0]["shape"][0].as_u64(), Some(2));
+        assert_eq!(outs[1]["data"].as_slice().unwrap().len(), 70_000);
+    }
+}
