@@ -93,7 +93,7 @@ cp "$built" "$out_wasm"
 versions=$(for p in "${packages[@]}"; do dpkg-query -W -f='${Package}=${Version}\n' "$p"; done)
 python3 "$root/scripts/wasm_manifest.py" write \
   --rustc "$(/usr/bin/rustc -V)" \
-  --packages "$versions" \
-  --rustflags "$(printf '%s\n' "${rustflags[@]}" | sed -e "s#$build_dir#<crate>#" -e "s#$cargo_home#<cargo-home>#" -e "s#$rust_src#<rust-src>#")" \
+  --packages="$versions" \
+  --rustflags="$(printf '%s\n' "${rustflags[@]}" | sed -e "s#$build_dir#<crate>#" -e "s#$cargo_home#<cargo-home>#" -e "s#$rust_src#<rust-src>#")" \
   --build-std "std,panic_abort"
 echo "wrote $out_wasm ($(stat -c %s "$out_wasm") bytes) and $out_manifest"

@@ -36,18 +36,21 @@ ABI_EXPORTS = {
 }
 
 
+ENGINE = wasmtime.Engine()
+
+
 @pytest.fixture(scope="module")
 def module() -> wasmtime.Module:
-    return wasmtime.Module.from_file(wasmtime.Engine(), str(WASM))
+    return wasmtime.Module.from_file(ENGINE, str(WASM))
 
 
 class RawGuest:
     """The guest driven by hand: alloc, write, call, read the response."""
 
     def __init__(self, module: wasmtime.Module) -> None:
-        self.store = wasmtime.Store(module.engine)
+        self.store = wasmtime.Store(ENGINE)
         self.store.set_wasi(wasmtime.WasiConfig())
-        linker = wasmtime.Linker(module.engine)
+        linker = wasmtime.Linker(ENGINE)
         linker.define_wasi()
         self.instance = linker.instantiate(self.store, module)
         self.exports = self.instance.exports(self.store)
