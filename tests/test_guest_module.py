@@ -71,7 +71,7 @@ class RawGuest:
 
 
 def tensor(name: str, a: np.ndarray) -> dict:
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")  # ascontiguousarray would turn 0-d into 1-d
     return {"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "data": a.tobytes()}
 
 
