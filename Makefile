@@ -6,7 +6,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 .PHONY: install demo test lint wasm wasm-check clean
 
 install:
-	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[dev]'
+	$(PYTHON) -m pip install $(PIP_FLAGS) '.[dev]'
 
 demo: install
 	bash scripts/demo.sh

@@ -1,0 +1,187 @@
+"""The wasmtime Engine and the compiled guest module, shared per process.
+
+Compiling the 18 MB guest takes seconds, so the compiled module is cached on
+disk (platformdirs' user cache dir, or `WASMHOST_CACHE_DIR`), keyed by the
+module's sha256, the wasmtime version and the engine configuration. A cache
+entry is verified by its own sha256 before it is deserialized: a corrupt or
+stale entry is recompiled, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+
+import platformdirs
+import wasmtime
+
+from .errors import GuestProtocolError, InvalidArgument
+
+#: How often the ticker thread advances the epoch; deadlines are counted in ticks.
+TICK_SECONDS = 0.01
+ABI_VERSION = 1
+ABI_EXPORTS = (
+    "memory",
+    "_initialize",
+    "wh_abi_version",
+    "wh_alloc",
+    "wh_free",
+    "wh_load",
+    "wh_run",
+    "wh_result_ptr",
+    "wh_result_len",
+)
+MODULE_NAME = "tract_onnx.wasm"
+
+
+def module_path() -> Path:
+    """The guest module: `WASMHOST_MODULE`, else the packaged one, else the checkout's."""
+    if env := os.environ.get("WASMHOST_MODULE"):
+        return Path(env)
+    packaged = Path(__file__).with_name(MODULE_NAME)
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "wasm_modules" / MODULE_NAME
+
+
+def manifest() -> dict:
+    """The module's build manifest (sha256, tract version, toolchain), or {} if absent."""
+    path = module_path().with_suffix(".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cache_dir() -> Path:
+    """Where compiled modules are cached: `WASMHOST_CACHE_DIR` or the user cache dir."""
+    if env := os.environ.get("WASMHOST_CACHE_DIR"):
+        return Path(env)
+    return Path(platformdirs.user_cache_dir("wasmhost"))
+
+
+def wasmtime_version() -> str:
+    return metadata.version("wasmtime")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The engine settings that change compiled code (and so the cache key)."""
+
+    fuel: bool = False
+
+    @property
+    def tag(self) -> str:
+        return f"epoch{'-fuel' if self.fuel else ''}"
+
+
+class Engine:
+    """A wasmtime Engine, the guest compiled for it, and its epoch ticker.
+
+    Use `Engine.get(config)`: engines are shared by every isolate of a process.
+    """
+
+    _instances: dict[tuple[Path, EngineConfig], Engine] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, config: EngineConfig, path: Path) -> None:
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        cfg.consume_fuel = config.fuel
+        self.config = config
+        self.path = path
+        self.wasmtime = wasmtime.Engine(cfg)
+        self.module, self.cache_hit = self._compile(path)
+        self._check_exports()
+        linker = wasmtime.Linker(self.wasmtime)
+        linker.define_wasi()
+        self.pre = linker.instantiate_pre(self.module)
+        self._ticker: threading.Thread | None = None
+
+    @classmethod
+    def get(cls, config: EngineConfig = EngineConfig()) -> Engine:
+        """The process's engine for `config`, created (and the module compiled) on first use.
+
+        Raises:
+            InvalidArgument: the module file cannot be read.
+            GuestProtocolError: the module is not valid WebAssembly or lacks ABI v1.
+        """
+        path = module_path()
+        with cls._lock:
+            engine = cls._instances.get((path, config))
+            if engine is None:
+                engine = cls(config, path)
+                cls._instances[(path, config)] = engine
+            engine._start_ticker()
+            return engine
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def _compile(self, path: Path) -> tuple[wasmtime.Module, bool]:
+        try:
+            wasm = path.read_bytes()
+        except OSError as e:
+            raise InvalidArgument(f"cannot read the guest module {path}: {e.strerror}") from e
+        self.__dict__["sha256"] = hashlib.sha256(wasm).hexdigest()
+        key = f"{self.sha256[:32]}-wasmtime{wasmtime_version()}-{self.config.tag}"
+        entry = cache_dir() / f"{key}.cwasm"
+        digest_file = entry.with_suffix(".sha256")
+        try:
+            data = entry.read_bytes()
+            if hashlib.sha256(data).hexdigest() == digest_file.read_text().strip():
+                return wasmtime.Module.deserialize(self.wasmtime, data), True
+        except (OSError, wasmtime.WasmtimeError):
+            pass  # absent, unreadable or refused: compile afresh below
+        try:
+            module = wasmtime.Module(self.wasmtime, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise GuestProtocolError(f"the guest module {path} is not valid: {e}") from e
+        self._store_cache(entry, digest_file, bytes(module.serialize()))
+        return module, False
+
+    @staticmethod
+    def _store_cache(entry: Path, digest_file: Path, data: bytes) -> None:
+        """Writes the entry atomically; a cache that cannot be written is only slower."""
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            for target, content in (
+                (entry, data),
+                (digest_file, hashlib.sha256(data).hexdigest().encode()),
+            ):
+                fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(content)
+                os.replace(tmp, target)
+        except OSError:
+            pass
+
+    def _check_exports(self) -> None:
+        names = {e.name for e in self.module.exports}
+        missing = [n for n in ABI_EXPORTS if n not in names]
+        if missing:
+            raise GuestProtocolError(
+                f"the guest module lacks ABI v{ABI_VERSION} exports: {', '.join(missing)}"
+            )
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None and self._ticker.is_alive():
+            return
+        engine = self.wasmtime
+
+        def tick() -> None:
+            while True:
+                time.sleep(TICK_SECONDS)
+                engine.increment_epoch()
+
+        self._ticker = threading.Thread(target=tick, name="wasmhost-epoch", daemon=True)
+        self._ticker.start()

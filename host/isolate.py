@@ -1,0 +1,281 @@
+"""An isolate: one wasmtime Store and Instance of the guest, with one model loaded.
+
+An isolate is held to its `Limits` (memory cap, epoch deadline, fuel), granted
+no WASI capability (no files, environment, arguments or sockets), and has its
+stdout and stderr captured into bounded buffers. It is not thread-safe: one
+caller at a time (the session's pool sees to that). After a trap its state is
+unknown: it is marked dead and must be replaced.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import math
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import wasmtime
+
+from . import wire
+from .engine import ABI_VERSION, TICK_SECONDS, Engine, EngineConfig
+from .errors import (
+    FuelExhausted,
+    GuestCrash,
+    GuestProtocolError,
+    InvalidInput,
+    InvalidModel,
+    MemoryLimitExceeded,
+    TimeoutExceeded,
+    UnsupportedModel,
+    WasmHostError,
+)
+from .limits import Limits, format_size
+
+#: Fuel given to `_initialize` and ABI checks when runs are metered (tract's start-up).
+_SETUP_FUEL = 1 << 40
+_OOM = re.compile(r"memory allocation of (\d+) bytes failed")
+_PANIC = re.compile(r"panicked at ([^\n]*):\n(.*)", re.DOTALL)
+
+_ERRORS: dict[str, type[WasmHostError]] = {
+    "invalid_model": InvalidModel,
+    "unsupported_model": UnsupportedModel,
+    "invalid_input": InvalidInput,
+}
+
+
+# Stores still open when Python exits would flush the guest's captured stdout and
+# stderr into Python callbacks from wasmtime's worker threads after the interpreter
+# is gone (seen: an abort at exit). Closing them while Python still runs avoids it.
+_OPEN: weakref.WeakSet[Isolate] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for isolate in list(_OPEN):
+        isolate.close()
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What one guest call cost.
+
+    Attributes:
+        wall_time: seconds spent in the call, host-side work included.
+        fuel_consumed: instructions metered, or None when fuel is off.
+        peak_memory: bytes of guest linear memory (it never shrinks, so this is its peak).
+    """
+
+    wall_time: float
+    fuel_consumed: int | None
+    peak_memory: int
+
+
+class _Capture:
+    """Keeps the last `limit` bytes a guest stream wrote, whatever it floods."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+        self.total = 0
+
+    def write(self, data: bytes) -> None:
+        self.total += len(data)
+        self.buf += data[-self.limit :]
+        if len(self.buf) > self.limit:
+            del self.buf[: len(self.buf) - self.limit]
+
+    def text(self) -> str:
+        return self.buf.decode("utf-8", "replace")
+
+    def clear(self) -> None:
+        self.buf.clear()
+
+
+class Isolate:
+    """The guest instantiated under `limits`, with `model` loaded.
+
+    Raises:
+        InvalidModel, UnsupportedModel: the guest refused the model.
+        MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: loading trapped.
+        GuestProtocolError: the guest broke ABI v1.
+    """
+
+    def __init__(self, model: bytes, limits: Limits, engine: Engine | None = None) -> None:
+        self.limits = limits
+        self.engine = engine or Engine.get(EngineConfig(fuel=limits.fuel is not None))
+        self.dead = False
+        self.last_stats: RunStats | None = None
+        self.stdout = _Capture(int(limits.max_stdio))
+        self.stderr = _Capture(int(limits.max_stdio))
+        self.store = wasmtime.Store(self.engine.wasmtime)
+        self.store.set_limits(memory_size=int(limits.memory))
+        wasi = wasmtime.WasiConfig()  # nothing granted: no preopens, env or args
+        wasi.stdout_custom = self.stdout.write
+        wasi.stderr_custom = self.stderr.write
+        self.store.set_wasi(wasi)
+        _OPEN.add(self)
+        self._arm(_SETUP_FUEL)
+        try:
+            instance = self.engine.pre.instantiate(self.store)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+            raise self._trap(e, "instantiating the guest") from None
+        exports = instance.exports(self.store)
+        self.memory = exports["memory"]
+        _expect_type(self.memory, wasmtime.Memory, "memory")
+        self._fn = {}
+        for name in ("_initialize", "wh_abi_version", "wh_alloc", "wh_free", "wh_load", "wh_run"):
+            _expect_type(exports[name], wasmtime.Func, name)
+            self._fn[name] = exports[name]
+        for name in ("wh_result_ptr", "wh_result_len"):
+            _expect_type(exports[name], wasmtime.Func, name)
+            self._fn[name] = exports[name]
+        self._guard(lambda: self._fn["_initialize"](self.store), "initializing the guest")
+        version = self._guard(lambda: self._fn["wh_abi_version"](self.store), "asking its ABI")
+        if version != ABI_VERSION:
+            self.dead = True
+            raise GuestProtocolError(f"the guest speaks ABI {version!r}, the host {ABI_VERSION}")
+        response = self._call("wh_load", wire.encode_load(model, limits.plan_cache), "loading")
+        self.signature = wire.load_result(response)
+
+    def close(self) -> None:
+        """Frees the store (and the guest's memory) now rather than at garbage collection."""
+        self.dead = True
+        self.store.close()
+
+    # --- calls ------------------------------------------------------------
+
+    def run(self, inputs: list[tuple[str, np.ndarray]], outputs: list[str]) -> list[np.ndarray]:
+        """Runs the model; `inputs` are C-contiguous native-endian arrays (the session checks).
+
+        Raises:
+            InvalidInput, UnsupportedModel: the guest refused the inputs.
+            MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: the run trapped.
+            GuestProtocolError: the guest broke ABI v1.
+        """
+        response = self._call("wh_run", wire.encode_run(inputs, outputs), "running the model")
+        return [view.to_array() for view in wire.run_result(response, outputs)]
+
+    def _call(self, fn: str, request: list[wire.Segment], what: str) -> dict:
+        if self.dead:
+            raise GuestProtocolError("this isolate trapped before and cannot be used")
+        start = time.perf_counter()
+        self.stdout.clear()
+        self.stderr.clear()
+        fuel = self._arm(self.limits.fuel)
+        size = wire.segments_size(request)
+        ptr = self._guard(lambda: self._fn["wh_alloc"](self.store, size), what)
+        if ptr == 0:
+            raise MemoryLimitExceeded(
+                f"{what}: the guest cannot allocate {format_size(size)} for the request "
+                f"under its {format_size(int(self.limits.memory))} memory limit"
+            )
+        self._write(ptr, size, request)
+        status = self._guard(lambda: self._fn[fn](self.store, ptr, size), what)
+        self._guard(lambda: self._fn["wh_free"](self.store, ptr, size), what)
+        rptr = self._guard(lambda: self._fn["wh_result_ptr"](self.store), what)
+        rlen = self._guard(lambda: self._fn["wh_result_len"](self.store), what)
+        response = wire.decode(self._view(rptr, rlen))
+        consumed = None if fuel is None else fuel - self.store.get_fuel()
+        self.last_stats = RunStats(
+            time.perf_counter() - start, consumed, self.memory.data_len(self.store)
+        )
+        if status != 0:
+            err = wire.error_of(response)
+            raise _ERRORS.get(err.code, GuestProtocolError)(
+                err.message if err.code in _ERRORS else f"guest error {err.code}: {err.message}"
+            )
+        return response
+
+    def _arm(self, fuel: int | None) -> int | None:
+        """Sets the deadline and fuel for the next call; returns the fuel given."""
+        timeout = self.limits.timeout
+        # A tick may come just after arming: one more tick keeps the deadline a floor.
+        ticks = (1 << 62) if timeout is None else math.ceil(timeout / TICK_SECONDS) + 1
+        self.store.set_epoch_deadline(ticks)
+        if self.engine.config.fuel:
+            fuel = fuel if fuel is not None else _SETUP_FUEL
+            self.store.set_fuel(fuel)
+            return fuel
+        return None
+
+    def _guard(self, call: Any, what: str) -> Any:
+        try:
+            result = call()
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+            raise self._trap(e, what) from None
+        if not isinstance(result, int) and result is not None:
+            self.dead = True
+            raise GuestProtocolError(f"{what}: the guest returned {type(result).__name__}")
+        return result
+
+    def _trap(self, e: Exception, what: str) -> WasmHostError:
+        """Names a trap from its code, what the guest printed and what the host knows."""
+        self.dead = True
+        stderr = self.stderr.text()
+        code = getattr(e, "trap_code", None)
+        limit = format_size(int(self.limits.memory))
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return TimeoutExceeded(f"{what}: exceeded the {self.limits.timeout} s timeout")
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return FuelExhausted(f"{what}: used up its fuel ({self.limits.fuel} instructions)")
+        if m := _OOM.search(stderr):
+            return MemoryLimitExceeded(
+                f"{what}: the guest could not allocate {format_size(int(m[1]))} "
+                f"under its {limit} memory limit"
+            )
+        if "memory" in str(e) and "limit" in str(e):
+            return MemoryLimitExceeded(f"{what}: the guest exceeded its {limit} memory limit")
+        if code == wasmtime.TrapCode.STACK_OVERFLOW:
+            return GuestCrash(f"{what}: the guest overflowed its stack")
+        if m := _PANIC.search(stderr):
+            message = m[2].strip().splitlines()[0] if m[2].strip() else ""
+            panic = f"{message} (at {m[1]})"
+            return GuestCrash(f"{what}: the interpreter panicked: {panic}", panic=panic)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return GuestCrash(f"{what}: the guest trapped: {first}")
+
+    # --- memory -----------------------------------------------------------
+
+    def _base(self, ptr: int, length: int) -> int:
+        """The host address of guest range [ptr, ptr+length), bounds-checked."""
+        size = self.memory.data_len(self.store)
+        if not (isinstance(ptr, int) and isinstance(length, int)):
+            raise GuestProtocolError("the guest returned a non-integer pointer or length")
+        # ABI integers are i32: read them as unsigned addresses.
+        ptr &= 0xFFFFFFFF
+        length &= 0xFFFFFFFF
+        if ptr + length > size:
+            self.dead = True
+            raise GuestProtocolError(
+                f"the guest pointed at bytes {ptr}..{ptr + length}, past its memory ({size})"
+            )
+        return ctypes.addressof(self.memory.data_ptr(self.store).contents) + ptr
+
+    def _write(self, ptr: int, size: int, segments: list[wire.Segment]) -> None:
+        address = self._base(ptr, size)
+        for seg in segments:
+            if isinstance(seg, np.ndarray):
+                n = seg.nbytes
+                if n:
+                    ctypes.memmove(address, seg.ctypes.data, n)
+            else:
+                n = len(seg)
+                ctypes.memmove(address, seg, n)
+            address += n
+
+    def _view(self, ptr: int, length: int) -> memoryview:
+        """A view of guest memory; valid until the next guest call."""
+        address = self._base(ptr, length)
+        if length & 0xFFFFFFFF == 0:
+            return memoryview(b"")
+        return memoryview((ctypes.c_ubyte * (length & 0xFFFFFFFF)).from_address(address))
+
+
+def _expect_type(obj: Any, kind: type, name: str) -> None:
+    if not isinstance(obj, kind):
+        raise GuestProtocolError(f"the guest's export '{name}' is not a {kind.__name__}")

@@ -1,0 +1,293 @@
+"""InferenceSession: onnxruntime's API over a pool of sandboxed isolates."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgument, InvalidInput, InvalidModel
+from .isolate import Isolate, RunStats
+from .limits import Limits, format_size
+from .wire import DTYPES, Signature
+
+# onnxruntime's type names, by numpy dtype name (and ONNX's, for types not exchanged).
+_ORT_TYPES = {
+    "float32": "float",
+    "float64": "double",
+    "float16": "float16",
+    **{n: n for n in DTYPES if n.startswith(("int", "uint"))},
+    "bool": "bool",
+}
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """A model input or output, as onnxruntime's NodeArg describes it.
+
+    Attributes:
+        name: the ONNX value name.
+        type: onnxruntime's type string, e.g. "tensor(float)".
+        shape: dims: ints, symbol names (str) or None (unknown); None if the rank is unknown.
+        dtype: the numpy dtype exchanged, or None for a type the sandbox cannot exchange.
+    """
+
+    name: str
+    type: str
+    shape: list[int | str | None] | None
+    dtype: np.dtype | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, sig: Signature) -> NodeArg:
+        dtype = np.dtype(sig.dtype) if sig.dtype in DTYPES else None
+        shape = None if sig.shape is None else list(sig.shape)
+        return cls(sig.name, f"tensor({_ORT_TYPES.get(sig.dtype, sig.dtype)})", shape, dtype)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Like onnxruntime's ModelMetadata, plus the opset imports and an operator histogram."""
+
+    producer_name: str
+    graph_name: str
+    domain: str
+    description: str
+    graph_description: str
+    version: int
+    custom_metadata_map: dict[str, str]
+    opset: dict[str, int]
+    operators: dict[str, int]
+
+
+class InferenceSession:
+    """Runs one ONNX model in sandboxed isolates, with onnxruntime's API.
+
+    Args:
+        path_or_bytes: a path to an .onnx file, or its bytes.
+        limits: memory, time and fuel limits of each isolate (default `Limits()`).
+        pool_size: most isolates run at once, one per concurrent `run` (default: CPU count).
+
+    Raises:
+        FileNotFoundError, OSError: the model file cannot be read.
+        InvalidModel: not an ONNX model, or larger than `limits.max_model_size`.
+        UnsupportedModel: tract cannot run it (the message names the operator).
+        MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: loading trapped.
+    """
+
+    def __init__(
+        self,
+        path_or_bytes: str | os.PathLike[str] | bytes,
+        limits: Limits | None = None,
+        pool_size: int | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        if pool_size is not None and (not isinstance(pool_size, int) or pool_size < 1):
+            raise InvalidArgument(f"pool_size must be a positive integer, got {pool_size!r}")
+        self.pool_size = pool_size or os.cpu_count() or 1
+        self._model = self._read(path_or_bytes)
+        first = Isolate(self._model, self.limits)
+        sig = first.signature
+        self._inputs = [NodeArg.of(s) for s in sig.inputs]
+        self._outputs = [NodeArg.of(s) for s in sig.outputs]
+        self._meta = sig.meta
+        self._idle = [first]
+        self._live = 1
+        self._cond = threading.Condition()
+        self._local = threading.local()
+
+    def _read(self, source: str | os.PathLike[str] | bytes) -> bytes:
+        cap = int(self.limits.max_model_size)
+        if isinstance(source, bytes | bytearray | memoryview):
+            data = bytes(source)
+            size = len(data)
+        else:
+            path = Path(source)
+            size = path.stat().st_size  # before reading: never read an oversized file whole
+            data = b""
+        if size > cap:
+            raise InvalidModel(
+                f"the model is {format_size(size)}, over the {format_size(cap)} limit "
+                "(Limits.max_model_size)"
+            )
+        if not data:
+            with open(path, "rb") as f:
+                data = f.read(cap + 1)
+            if len(data) > cap:
+                raise InvalidModel(f"the model grew past the {format_size(cap)} limit")
+        if not data:
+            raise InvalidModel("the model is empty (0 bytes)")
+        return data
+
+    # --- onnxruntime's API --------------------------------------------------
+
+    def get_inputs(self) -> list[NodeArg]:
+        """The model's inputs (initializers excluded), in order."""
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        """The model's outputs, in order."""
+        return list(self._outputs)
+
+    def get_modelmeta(self) -> ModelMetadata:
+        m = self._meta
+        return ModelMetadata(
+            producer_name=m["producer_name"],
+            graph_name=m["graph_name"],
+            domain=m["domain"],
+            description=m["doc_string"],
+            graph_description=m["graph_description"],
+            version=m["model_version"],
+            custom_metadata_map=dict(m["metadata_props"]),
+            opset=dict(m["opset"]),
+            operators=dict(m["ops"]),
+        )
+
+    def get_providers(self) -> list[str]:
+        return ["WasmHostExecutionProvider"]
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: Any = None,
+    ) -> list[np.ndarray]:
+        """Runs the model on `input_feed` and returns the outputs named (all if None).
+
+        Feeds are numpy arrays (or scalars) whose dtype is the input's exactly: like
+        onnxruntime, nothing is cast. Safe to call from several threads at once.
+
+        Raises:
+            InvalidInput: an unknown, missing or mistyped input, a wrong rank or fixed dim,
+                an unknown output name, or a value the model cannot run on.
+            MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: the run trapped;
+                the isolate was discarded and the session goes on.
+        """
+        names = self._output_names(output_names)
+        inputs = self._check_feed(input_feed)
+        isolate = self._acquire()
+        try:
+            result = isolate.run(inputs, names)
+        finally:
+            self._local.stats = isolate.last_stats
+            self._release(isolate)
+        return result
+
+    @property
+    def last_run_stats(self) -> RunStats | None:
+        """Wall time, fuel and peak guest memory of this thread's last `run`."""
+        return getattr(self._local, "stats", None)
+
+    def close(self) -> None:
+        """Drops the idle isolates; runs under way finish on theirs."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._live -= len(idle)
+        for isolate in idle:
+            isolate.close()
+
+    def __enter__(self) -> InferenceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- feeds --------------------------------------------------------------
+
+    def _output_names(self, output_names: Sequence[str] | None) -> list[str]:
+        known = [o.name for o in self._outputs]
+        if output_names is None:
+            return known
+        if isinstance(output_names, str):
+            raise InvalidInput("output_names must be a list of names or None, not a string")
+        names = list(output_names)
+        for n in names:
+            if n not in known:
+                raise InvalidInput(f"the model has no output '{n}' (outputs: {', '.join(known)})")
+        return names
+
+    def _check_feed(self, feed: Mapping[str, Any]) -> list[tuple[str, np.ndarray]]:
+        if not isinstance(feed, Mapping):
+            raise InvalidInput(f"input_feed must be a dict of name -> array, not {type(feed)}")
+        by_name = {i.name: i for i in self._inputs}
+        unknown = [n for n in feed if n not in by_name]
+        if unknown:
+            raise InvalidInput(
+                f"the model has no input '{unknown[0]}' (inputs: {', '.join(by_name)})"
+            )
+        missing = [n for n in by_name if n not in feed]
+        if missing:
+            raise InvalidInput(
+                f"missing input '{missing[0]}' (the model needs: {', '.join(by_name)})"
+            )
+        return [(arg.name, _check_array(arg, feed[arg.name])) for arg in self._inputs]
+
+    # --- pool ---------------------------------------------------------------
+
+    def _acquire(self) -> Isolate:
+        with self._cond:
+            while not self._idle and self._live >= self.pool_size:
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._live += 1
+        try:
+            return Isolate(self._model, self.limits)
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify()
+            raise
+
+    def _release(self, isolate: Isolate) -> None:
+        with self._cond:
+            if isolate.dead:
+                self._live -= 1  # a fresh isolate replaces it on next use
+            else:
+                self._idle.append(isolate)
+            self._cond.notify()
+        if isolate.dead:
+            isolate.close()
+
+
+def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
+    """The feed as a C-contiguous native-endian array of the input's dtype, or InvalidInput."""
+    if isinstance(value, np.ndarray | np.generic) or isinstance(
+        value, bool | int | float | list | tuple
+    ):
+        array = np.asarray(value)
+    else:
+        raise InvalidInput(
+            f"input '{arg.name}': expected a numpy array, got {type(value).__name__}"
+        )
+    if arg.dtype is None:
+        raise InvalidInput(
+            f"input '{arg.name}' has type {arg.type}, which the sandbox cannot exchange"
+        )
+    if array.dtype.name != arg.dtype.name:
+        got = _ORT_TYPES.get(array.dtype.name, array.dtype.name)
+        raise InvalidInput(f"input '{arg.name}' must be {arg.type}, got tensor({got})")
+    if arg.shape is not None:
+        if array.ndim != len(arg.shape):
+            raise InvalidInput(
+                f"input '{arg.name}' must have rank {len(arg.shape)} (shape {_dims(arg.shape)}), "
+                f"got shape {list(array.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(arg.shape, array.shape, strict=True)):
+            if isinstance(want, int) and want != got:
+                raise InvalidInput(
+                    f"input '{arg.name}' must have dim {want} on axis {axis} "
+                    f"(shape {_dims(arg.shape)}), got shape {list(array.shape)}"
+                )
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    # np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+    return np.asarray(array, order="C")
+
+
+def _dims(shape: list[int | str | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
