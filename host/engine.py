@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
+from typing import ClassVar
 
 import platformdirs
 import wasmtime
@@ -89,8 +90,8 @@ class Engine:
     Use `Engine.get(config)`: engines are shared by every isolate of a process.
     """
 
-    _instances: dict[tuple[Path, EngineConfig], Engine] = {}
-    _lock = threading.Lock()
+    _instances: ClassVar[dict[tuple[Path, EngineConfig], Engine]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, config: EngineConfig, path: Path) -> None:
         cfg = wasmtime.Config()

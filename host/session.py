@@ -256,9 +256,7 @@ class InferenceSession:
 
 def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
     """The feed as a C-contiguous native-endian array of the input's dtype, or InvalidInput."""
-    if isinstance(value, np.ndarray | np.generic) or isinstance(
-        value, bool | int | float | list | tuple
-    ):
+    if isinstance(value, np.ndarray | np.generic | bool | int | float | list | tuple):
         array = np.asarray(value)
     else:
         raise InvalidInput(
