@@ -13,6 +13,7 @@ import atexit
 import ctypes
 import math
 import re
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -48,16 +49,41 @@ _ERRORS: dict[str, type[WasmHostError]] = {
 }
 
 
-# Stores still open when Python exits would flush the guest's captured stdout and
-# stderr into Python callbacks from wasmtime's worker threads after the interpreter
-# is gone (seen: an abort at exit). Closing them while Python still runs avoids it.
+# wasmtime calls the guest's stdout/stderr sinks, and releases them, from its own
+# worker threads. A call into Python from such a thread once the interpreter is
+# finalizing kills the thread mid-Rust-frame, which aborts the process (seen: exit
+# code 134 at exit). So at exit, close every store while Python still runs and wait
+# until wasmtime has released every sink.
 _OPEN: weakref.WeakSet[Isolate] = weakref.WeakSet()
+_SINKS = threading.Condition()
+_sinks_held = 0
+
+
+class _Sink:
+    """The callable wasmtime holds for one guest stream; counts itself until released."""
+
+    def __init__(self, capture: _Capture) -> None:
+        global _sinks_held
+        self.capture = capture
+        with _SINKS:
+            _sinks_held += 1
+
+    def __call__(self, data: bytes) -> None:
+        self.capture.write(data)
+
+    def __del__(self) -> None:
+        global _sinks_held
+        with _SINKS:
+            _sinks_held -= 1
+            _SINKS.notify_all()
 
 
 @atexit.register
 def _close_all() -> None:
     for isolate in list(_OPEN):
         isolate.close()
+    with _SINKS:
+        _SINKS.wait_for(lambda: _sinks_held == 0, timeout=5.0)
 
 
 @dataclass(frozen=True)
@@ -115,8 +141,8 @@ class Isolate:
         self.store = wasmtime.Store(self.engine.wasmtime)
         self.store.set_limits(memory_size=int(limits.memory))
         wasi = wasmtime.WasiConfig()  # nothing granted: no preopens, env or args
-        wasi.stdout_custom = self.stdout.write
-        wasi.stderr_custom = self.stderr.write
+        wasi.stdout_custom = _Sink(self.stdout)
+        wasi.stderr_custom = _Sink(self.stderr)
         self.store.set_wasi(wasi)
         _OPEN.add(self)
         self._arm(_SETUP_FUEL)
@@ -146,6 +172,7 @@ class Isolate:
         """Frees the store (and the guest's memory) now rather than at garbage collection."""
         self.dead = True
         self.store.close()
+        _OPEN.discard(self)
 
     # --- calls ------------------------------------------------------------
 

@@ -1,0 +1,407 @@
+"""The `wasmhost` command: run and inspect ONNX models in a sandbox from the shell.
+
+Every failure is one line on stderr (`wasmhost: error: ...`) and an exit code
+per error class (see `EXIT_CODES`); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .engine import manifest, wasmtime_version
+from .errors import (
+    ALL_ERRORS,
+    EXIT_FILE_ERROR,
+    EXIT_INTERNAL,
+    InvalidArgument,
+    InvalidInput,
+    WasmHostError,
+)
+from .isolate import RunStats
+from .limits import Limits, format_size
+from .session import InferenceSession, NodeArg
+
+#: Exit code per outcome, as README documents them.
+EXIT_CODES: dict[str, int] = {
+    "ok": 0,
+    "usage": 2,
+    **{cls.__name__: cls.exit_code for cls in ALL_ERRORS},
+    "file": EXIT_FILE_ERROR,
+    "internal": EXIT_INTERNAL,
+}
+_MAX_MESSAGE = 600
+_OUTPUT_SUFFIXES = (".npz", ".npy", ".json")
+
+
+def _one_line(message: str) -> str:
+    line = " ".join(str(message).split())
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
+
+
+def _versions() -> str:
+    m = manifest()
+    return (
+        f"wasmhost {__version__}, tract {m.get('tract_version', '?')}, "
+        f"wasmtime {wasmtime_version()}, module sha256 {m.get('sha256', '?')}"
+    )
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_versions())
+        ctx.exit(0)
+
+
+def _limits(memory: str, timeout: str, fuel: int | None) -> Limits:
+    if timeout.lower() == "none":
+        seconds = None
+    else:
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            raise InvalidArgument(
+                f"--timeout: expected seconds or 'none', got {timeout!r}"
+            ) from None
+    return Limits(memory=memory, timeout=seconds, fuel=fuel)
+
+
+def _limit_options(f: Any) -> Any:
+    f = click.option(
+        "--fuel", type=int, default=None, help="Instruction budget per guest call (deterministic)."
+    )(f)
+    f = click.option(
+        "--timeout", default="30", show_default=True, help="Seconds per guest call, or 'none'."
+    )(f)
+    f = click.option(
+        "--memory", default="512MiB", show_default=True, help="Guest memory cap, e.g. 256MiB, 1GB."
+    )(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show wasmhost, tract and wasmtime versions and the guest module's sha256.",
+)
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Run ONNX models in a sandboxed WebAssembly isolate (tract on wasmtime)."""
+
+
+# --- run ------------------------------------------------------------------------
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidInput(f"{what}: {path} is not a valid .npy file ({_one_line(e)})") from None
+    if isinstance(value, np.lib.npyio.NpzFile):
+        value.close()
+        raise InvalidInput(f"{what}: {path} is an .npz archive; pass it alone, not as one input")
+    return value
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise InvalidInput(f"{path} is not an .npz archive")
+            return {k: archive[k] for k in archive.files}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        raise InvalidInput(f"{path} is not a valid .npz file ({_one_line(e)})") from None
+
+
+def map_inputs(args: tuple[str, ...], inputs: list[NodeArg]) -> dict[str, np.ndarray]:
+    """Feeds from the command line: `x.npy` in input order, `name=x.npy`, or `all.npz`.
+
+    Raises:
+        InvalidInput: an unknown name, an input given twice, too many files, a bad file.
+        OSError: a file cannot be read.
+    """
+    names = [i.name for i in inputs]
+    feed: dict[str, np.ndarray] = {}
+    positional: list[str] = []
+
+    def put(name: str, value: np.ndarray, source: str) -> None:
+        if name not in names:
+            raise InvalidInput(
+                f"{source}: the model has no input '{name}' (inputs: {', '.join(names)})"
+            )
+        if name in feed:
+            raise InvalidInput(f"{source}: input '{name}' is given twice")
+        feed[name] = value
+
+    for arg in args:
+        name, sep, path = arg.partition("=")
+        if sep and name in names:
+            put(name, _load_array(path, f"input '{name}'"), arg)
+        elif arg.endswith(".npz"):
+            for key, value in _load_npz(arg).items():
+                put(key, value, arg)
+        elif sep and not Path(arg).exists():
+            raise InvalidInput(
+                f"{arg}: the model has no input '{name}' (inputs: {', '.join(names)})"
+            )
+        else:
+            positional.append(arg)
+    free = [n for n in names if n not in feed]
+    if len(positional) > len(free):
+        raise InvalidInput(
+            f"too many inputs: the model takes {len(names)} ({', '.join(names)}), "
+            f"{len(feed) + len(positional)} given"
+        )
+    for name, path in zip(free, positional, strict=False):
+        feed[name] = _load_array(path, f"input '{name}'")
+    return feed
+
+
+def _check_output_path(output: str | None, n_outputs: int) -> None:
+    if output is None:
+        return
+    suffix = Path(output).suffix.lower()
+    if suffix not in _OUTPUT_SUFFIXES:
+        raise InvalidArgument(f"--output: {output} must end in .npz, .npy or .json")
+    if suffix == ".npy" and n_outputs != 1:
+        raise InvalidArgument(
+            f"--output: {n_outputs} outputs do not fit one .npy file; write .npz or .json"
+        )
+    parent = Path(output).parent
+    if not parent.is_dir():
+        raise FileNotFoundError(2, "No such directory", str(parent))
+
+
+def _tensor_json(name: str, array: np.ndarray) -> dict[str, Any]:
+    return {
+        "name": name,
+        "dtype": array.dtype.name,
+        "shape": list(array.shape),
+        "data": array.tolist(),
+    }
+
+
+def _stats_json(stats: RunStats | None) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    return {
+        "wall_time_s": stats.wall_time,
+        "fuel_consumed": stats.fuel_consumed,
+        "peak_memory_bytes": stats.peak_memory,
+    }
+
+
+def _write_output(path: str, names: list[str], arrays: list[np.ndarray]) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        with open(path, "wb") as f:
+            np.savez(f, **dict(zip(names, arrays, strict=True)))
+    elif suffix == ".npy":
+        with open(path, "wb") as f:
+            np.save(f, arrays[0])
+    else:
+        doc = {"outputs": [_tensor_json(n, a) for n, a in zip(names, arrays, strict=True)]}
+        Path(path).write_text(json.dumps(doc) + "\n")
+
+
+def _summary(array: np.ndarray) -> tuple[str, str, str, str]:
+    if array.size == 0:
+        return "-", "-", "-", "[]"
+    values = array.astype(np.float64) if array.dtype != np.bool_ else array.astype(np.int8)
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    if finite.size:
+        lo, hi, mean = (f"{float(v):.6g}" for v in (finite.min(), finite.max(), finite.mean()))
+    else:
+        lo = hi = mean = "nan"
+    first = array.reshape(-1)[:6].tolist()
+    text = ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in first)
+    return lo, hi, mean, f"[{text}{', ...' if array.size > 6 else ''}]"
+
+
+def _stats_line(stats: RunStats | None) -> str:
+    if stats is None:
+        return ""
+    fuel = "unmetered" if stats.fuel_consumed is None else f"{stats.fuel_consumed:,}"
+    return (
+        f"run: {stats.wall_time * 1000:.1f} ms, fuel {fuel}, "
+        f"peak guest memory {format_size(stats.peak_memory)}"
+    )
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1)
+@click.option(
+    "-o", "--output", help="Write outputs to FILE: .npz (all), .npy (exactly one) or .json."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print outputs (and stats) as JSON.")
+@click.option("--stats", is_flag=True, help="Show wall time, fuel used and peak guest memory.")
+@_limit_options
+def run(
+    model: str,
+    inputs: tuple[str, ...],
+    output: str | None,
+    as_json: bool,
+    stats: bool,
+    memory: str,
+    timeout: str,
+    fuel: int | None,
+) -> None:
+    """Run MODEL on INPUT files in a sandbox.
+
+    INPUT is `x.npy` (the model's inputs in order), `name=x.npy`, or one `.npz`
+    holding every input by name.
+    """
+    limits = _limits(memory, timeout, fuel)
+    session = InferenceSession(model, limits=limits)
+    out_names = [o.name for o in session.get_outputs()]
+    _check_output_path(output, len(out_names))
+    feed = map_inputs(inputs, session.get_inputs())
+    arrays = session.run(None, feed)
+    run_stats = session.last_run_stats
+    if output:
+        _write_output(output, out_names, arrays)
+    if as_json:
+        doc: dict[str, Any] = {
+            "outputs": [_tensor_json(n, a) for n, a in zip(out_names, arrays, strict=True)]
+        }
+        if stats:
+            doc["stats"] = _stats_json(run_stats)
+        click.echo(json.dumps(doc))
+        return
+    console = Console()
+    table = Table(title=Path(model).name, title_justify="left")
+    for column in ("output", "dtype", "shape", "min", "max", "mean", "first values"):
+        table.add_column(column, overflow="fold")
+    for name, array in zip(out_names, arrays, strict=True):
+        table.add_row(name, array.dtype.name, str(list(array.shape)), *_summary(array))
+    console.print(table)
+    if output:
+        console.print(f"wrote {len(arrays)} output{'s' * (len(arrays) != 1)} to {output}")
+    if stats:
+        console.print(_stats_line(run_stats))
+
+
+# --- inspect -------------------------------------------------------------------
+
+
+def _shape_text(shape: list[int | str | None] | None) -> str:
+    if shape is None:
+        return "unknown rank"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@_limit_options
+def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | None) -> None:
+    """Describe MODEL: inputs, outputs, opset, operators; and load it in the sandbox."""
+    session = InferenceSession(model, limits=_limits(memory, timeout, fuel), pool_size=1)
+    meta = session.get_modelmeta()
+    args = {"inputs": session.get_inputs(), "outputs": session.get_outputs()}
+    if as_json:
+        doc = {
+            key: [{"name": a.name, "type": a.type, "shape": a.shape} for a in values]
+            for key, values in args.items()
+        }
+        doc.update(
+            producer=meta.producer_name,
+            graph_name=meta.graph_name,
+            opset=meta.opset,
+            operators=meta.operators,
+            metadata=meta.custom_metadata_map,
+            loads_in_sandbox=True,
+        )
+        click.echo(json.dumps(doc))
+        return
+    console = Console()
+    producer = meta.producer_name or "unknown producer"
+    opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(meta.opset.items()))
+    console.print(f"[bold]{Path(model).name}[/bold]: graph '{meta.graph_name}' by {producer}")
+    console.print(f"opset: {opsets or 'none declared'}")
+    table = Table(title_justify="left")
+    for column in ("", "name", "type", "shape"):
+        table.add_column(column, overflow="fold")
+    for key, values in args.items():
+        for a in values:
+            table.add_row(key[:-1], a.name, a.type, _shape_text(a.shape))
+    console.print(table)
+    ops = Table(title="operators", title_justify="left")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, count in sorted(meta.operators.items(), key=lambda kv: (-kv[1], kv[0])):
+        ops.add_row(op, str(count))
+    console.print(ops)
+    for key, value in sorted(meta.custom_metadata_map.items()):
+        console.print(f"metadata {key}: {_one_line(value)}")
+    console.print("sandbox: [green]loads[/green] (tract accepted every operator)")
+
+
+# --- entry point ----------------------------------------------------------------
+
+
+def _os_error_message(e: OSError) -> str:
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror or e}{where}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the CLI and turns every error into one line and a code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="wasmhost", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = EXIT_CODES["usage"]
+    except click.exceptions.Abort:
+        click.echo("wasmhost: interrupted", err=True)
+        code = 130
+    except WasmHostError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"wasmhost: error: {_one_line(str(e))}", err=True)
+        code = e.exit_code
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"wasmhost: error: {_one_line(_os_error_message(e))}", err=True)
+        code = EXIT_FILE_ERROR
+    except Exception as e:  # a bug: still one line, and --debug for the rest
+        if debug:
+            traceback.print_exc()
+        name = type(e).__name__
+        click.echo(
+            f"wasmhost: internal error: {name}: {_one_line(str(e))} (rerun with --debug)",
+            err=True,
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["EXIT_CODES", "cli", "main", "map_inputs"]
