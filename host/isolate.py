@@ -39,7 +39,10 @@ from .limits import Limits, format_size
 
 #: Fuel given to `_initialize` and ABI checks when runs are metered (tract's start-up).
 _SETUP_FUEL = 1 << 40
-_OOM = re.compile(r"memory allocation of (\d+) bytes failed")
+# Rust's allocation-failure message, and tract's own (its tensor storage panics with it).
+_OOM = re.compile(
+    r"memory allocation of (\d+) bytes failed|failed to allocate Layout \{ size: (\d+)"
+)
 _PANIC = re.compile(r"panicked at ([^\n]*):\n(.*)", re.DOTALL)
 
 _ERRORS: dict[str, type[WasmHostError]] = {
@@ -252,7 +255,7 @@ class Isolate:
             return FuelExhausted(f"{what}: used up its fuel ({self.limits.fuel} instructions)")
         if m := _OOM.search(stderr):
             return MemoryLimitExceeded(
-                f"{what}: the guest could not allocate {format_size(int(m[1]))} "
+                f"{what}: the guest could not allocate {format_size(int(m[1] or m[2]))} "
                 f"under its {limit} memory limit"
             )
         if "memory" in str(e) and "limit" in str(e):

@@ -12,6 +12,8 @@ use tract_onnx::tract_hir::ops::source::Source;
 use crate::wire::{self, Dim, GuestError, GuestResult, Meta, RunRequest, Signature};
 
 const DEFAULT_PLAN_CACHE: usize = 4;
+/// Integer inputs up to this many elements may have their values baked into a plan.
+const MAX_SPECIALIZED_ELEMENTS: usize = 1024;
 const MAX_PLAN_CACHE: usize = 64;
 /// Error chains from tract can be long (they embed node dumps): the host gets the start.
 const MAX_MESSAGE: usize = 4000;
@@ -188,10 +190,19 @@ fn meta(proto: &pb::ModelProto, graph: &pb::GraphProto, ops: BTreeMap<String, u6
 }
 
 /// Which concrete inputs a plan was optimised for, and which outputs it computes.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// `values` is empty, or holds the inputs whose values the plan was specialised for.
+#[derive(Clone, PartialEq, Debug)]
 struct PlanKey {
     inputs: Vec<(DatumType, Vec<usize>)>,
     outputs: Vec<usize>,
+    values: Vec<Option<Tensor>>,
+}
+
+/// Small integer inputs (shapes, lengths, indices): tract needs their values, not
+/// only their shapes, to type ops such as ConstantOfShape or Range on them
+/// ("shape input is variable"). A plan built with them is reused for the same values.
+fn specializable(t: &Tensor) -> bool {
+    t.datum_type().is_integer() && t.len() <= MAX_SPECIALIZED_ELEMENTS
 }
 
 struct Plan {
@@ -209,6 +220,8 @@ pub struct Loaded {
     pub meta: Meta,
     plans: Vec<Plan>,
     plan_cache: usize,
+    /// Shape signatures (values empty) that typed only with input values baked in.
+    needs_values: Vec<PlanKey>,
 }
 
 impl Loaded {
@@ -259,8 +272,16 @@ impl Loaded {
             .and_then(|o| o.plan_cache)
             .map(|n| (n as usize).clamp(1, MAX_PLAN_CACHE))
             .unwrap_or(DEFAULT_PLAN_CACHE);
-        let mut loaded =
-            Loaded { model, has_value_info, inputs, outputs, meta, plans: vec![], plan_cache };
+        let mut loaded = Loaded {
+            model,
+            has_value_info,
+            inputs,
+            outputs,
+            meta,
+            plans: vec![],
+            plan_cache,
+            needs_values: vec![],
+        };
         loaded.prepare_static()?;
         Ok(loaded)
     }
@@ -279,9 +300,13 @@ impl Loaded {
             }
             inputs.push((dt, shape));
         }
-        let key = PlanKey { inputs, outputs: (0..self.outputs.len()).collect() };
-        let state = self.build(&key)?;
-        self.plans.push(Plan { key, state });
+        let key = PlanKey { inputs, outputs: (0..self.outputs.len()).collect(), values: vec![] };
+        match self.build(&key) {
+            Ok(state) => self.plans.push(Plan { key, state }),
+            // It may type once the values of its small integer inputs are known: at run time.
+            Err(_) if key.inputs.iter().any(|(dt, _)| dt.is_integer()) => self.needs_values.push(key),
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -304,7 +329,11 @@ impl Loaded {
         let attempt = |base: InferenceModel| -> TractResult<TypedSimpleState> {
             let mut model = base;
             for (ix, (dt, shape)) in key.inputs.iter().enumerate() {
-                model.set_input_fact(ix, InferenceFact::dt_shape(*dt, shape.as_slice()))?;
+                let fact = match key.values.get(ix) {
+                    Some(Some(value)) => InferenceFact::from(value.clone()),
+                    _ => InferenceFact::dt_shape(*dt, shape.as_slice()),
+                };
+                model.set_input_fact(ix, fact)?;
             }
             let all = model.output_outlets()?.to_vec();
             model.select_output_outlets(&key.outputs.iter().map(|&i| all[i]).collect::<Vec<_>>())?;
@@ -334,8 +363,9 @@ impl Loaded {
         }
     }
 
-    /// The cached plan for `key`, moved to the front (most recently used), or a new one.
-    fn plan(&mut self, key: PlanKey) -> GuestResult<&mut Plan> {
+    /// Makes the plan for `key` the front of the cache (most recently used),
+    /// building it if it is not there.
+    fn plan(&mut self, key: PlanKey) -> GuestResult<()> {
         if let Some(pos) = self.plans.iter().position(|p| p.key == key) {
             let plan = self.plans.remove(pos);
             self.plans.insert(0, plan);
@@ -345,7 +375,27 @@ impl Loaded {
             let state = self.build(&key)?;
             self.plans.insert(0, Plan { key, state });
         }
-        Ok(&mut self.plans[0])
+        Ok(())
+    }
+
+    /// Selects the plan for these inputs: by shapes, or by shapes and the values
+    /// of the small integer inputs when tract cannot type the model without them.
+    fn select_plan(&mut self, shapes: PlanKey, tensors: &[TValue]) -> GuestResult<()> {
+        let values: Vec<Option<Tensor>> =
+            tensors.iter().map(|t| specializable(t).then(|| (**t).clone())).collect();
+        if !values.iter().any(|v| v.is_some()) {
+            return self.plan(shapes);
+        }
+        if self.needs_values.contains(&shapes) {
+            return self.plan(PlanKey { values, ..shapes });
+        }
+        let Err(first) = self.plan(shapes.clone()) else { return Ok(()) };
+        self.plan(PlanKey { values, ..shapes.clone() }).map_err(|_| first)?;
+        if self.needs_values.len() >= MAX_PLAN_CACHE {
+            self.needs_values.remove(0);
+        }
+        self.needs_values.push(shapes);
+        Ok(())
     }
 
     pub fn run(&mut self, req: &RunRequest, out: &mut Vec<u8>) -> GuestResult<()> {
@@ -388,8 +438,8 @@ impl Loaded {
                 .collect::<GuestResult<_>>()?,
         };
         let names: Vec<String> = outputs.iter().map(|&i| self.outputs[i].name.clone()).collect();
-        let plan = self.plan(PlanKey { inputs: key_inputs, outputs })?;
-        let results = plan.state.run(tensors).map_err(|e| {
+        self.select_plan(PlanKey { inputs: key_inputs, outputs, values: vec![] }, &tensors)?;
+        let results = self.plans[0].state.run(tensors).map_err(|e| {
             GuestError::invalid_input(format!("running the model failed: {}", chain(&e)))
         })?;
         // Convert all before writing any, so that an error leaves no half response.
