@@ -37,6 +37,8 @@ from .errors import (
 )
 from .limits import Limits, format_size
 
+#: Request buffers up to this size stay allocated in the guest between calls.
+_KEEP_BUFFER = 1 << 20
 #: Fuel given to `_initialize` and ABI checks when runs are metered (tract's start-up).
 _SETUP_FUEL = 1 << 40
 # Rust's allocation-failure message, and tract's own (its tensor storage panics with it).
@@ -139,6 +141,7 @@ class Isolate:
         self.engine = engine or Engine.get(EngineConfig(fuel=limits.fuel is not None))
         self.dead = False
         self.last_stats: RunStats | None = None
+        self._buffer = (0, 0)  # (guest pointer, capacity) of the kept request buffer
         self.stdout = _Capture(int(limits.max_stdio))
         self.stderr = _Capture(int(limits.max_stdio))
         self.store = wasmtime.Store(self.engine.wasmtime)
@@ -198,15 +201,11 @@ class Isolate:
         self.stderr.clear()
         fuel = self._arm(self.limits.fuel)
         size = wire.segments_size(request)
-        ptr = self._guard(lambda: self._fn["wh_alloc"](self.store, size), what)
-        if ptr == 0:
-            raise MemoryLimitExceeded(
-                f"{what}: the guest cannot allocate {format_size(size)} for the request "
-                f"under its {format_size(int(self.limits.memory))} memory limit"
-            )
+        ptr = self._request_buffer(size, what)
         self._write(ptr, size, request)
         status = self._guard(lambda: self._fn[fn](self.store, ptr, size), what)
-        self._guard(lambda: self._fn["wh_free"](self.store, ptr, size), what)
+        if self._buffer[1] > _KEEP_BUFFER:
+            self._free_buffer(what)
         rptr = self._guard(lambda: self._fn["wh_result_ptr"](self.store), what)
         rlen = self._guard(lambda: self._fn["wh_result_len"](self.store), what)
         response = wire.decode(self._view(rptr, rlen))
@@ -220,6 +219,28 @@ class Isolate:
                 err.message if err.code in _ERRORS else f"guest error {err.code}: {err.message}"
             )
         return response
+
+    def _request_buffer(self, size: int, what: str) -> int:
+        """A guest buffer for a request; small ones are kept, saving two calls per run."""
+        ptr, capacity = self._buffer
+        if ptr and size <= capacity:
+            return ptr
+        self._free_buffer(what)
+        capacity = max(size, 4096)
+        ptr = self._guard(lambda: self._fn["wh_alloc"](self.store, capacity), what)
+        if ptr == 0:
+            raise MemoryLimitExceeded(
+                f"{what}: the guest cannot allocate {format_size(size)} for the request "
+                f"under its {format_size(int(self.limits.memory))} memory limit"
+            )
+        self._buffer = (ptr, capacity)
+        return ptr
+
+    def _free_buffer(self, what: str) -> None:
+        ptr, capacity = self._buffer
+        if ptr:
+            self._buffer = (0, 0)
+            self._guard(lambda: self._fn["wh_free"](self.store, ptr, capacity), what)
 
     def _arm(self, fuel: int | None) -> int | None:
         """Sets the deadline and fuel for the next call; returns the fuel given."""
