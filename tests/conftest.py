@@ -1,0 +1,63 @@
+"""Shared helpers: the models the onnx package ships, models built with onnx.helper,
+and onnxruntime as the oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+LIGHT_MODELS = sorted(LIGHT.glob("light_*.onnx"))
+OPSET = 17
+
+
+def make_model(
+    nodes: list[onnx.NodeProto],
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    initializers: list[onnx.TensorProto] | None = None,
+    opset: int = OPSET,
+    check: bool = True,
+    **graph_kwargs,
+) -> bytes:
+    """A model built with onnx.helper, as bytes; checked unless it has unranked inputs."""
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializers or [], **graph_kwargs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if check:
+        onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def vi(name: str, elem: int, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def f32(name: str, shape) -> onnx.ValueInfoProto:
+    return vi(name, TensorProto.FLOAT, shape)
+
+
+def reference(model: bytes | Path, feeds: dict[str, np.ndarray], names=None) -> list[np.ndarray]:
+    source = str(model) if isinstance(model, Path) else model
+    sess = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return sess.run(names, feeds)
+
+
+def assert_outputs_equal(got: list[np.ndarray], expected: list[np.ndarray], rtol=1e-4, atol=1e-5):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == e.dtype, (g.dtype, e.dtype)
+        assert g.shape == e.shape, (g.shape, e.shape)
+        if g.dtype.kind in "fc":
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+        else:
+            np.testing.assert_array_equal(g, e)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
