@@ -104,21 +104,20 @@ class InferenceSession:
         cap = int(self.limits.max_model_size)
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
-            size = len(data)
         else:
-            path = Path(source)
-            size = path.stat().st_size  # before reading: never read an oversized file whole
-            data = b""
-        if size > cap:
+            size = Path(source).stat().st_size  # before reading: never read an oversized file
+            if size > cap:
+                raise InvalidModel(
+                    f"the model is {format_size(size)}, over the {format_size(cap)} limit "
+                    "(Limits.max_model_size)"
+                )
+            with open(source, "rb") as f:
+                data = f.read(cap + 1)  # the file may have grown since
+        if len(data) > cap:
             raise InvalidModel(
-                f"the model is {format_size(size)}, over the {format_size(cap)} limit "
+                f"the model is {format_size(len(data))}, over the {format_size(cap)} limit "
                 "(Limits.max_model_size)"
             )
-        if not data:
-            with open(path, "rb") as f:
-                data = f.read(cap + 1)
-            if len(data) > cap:
-                raise InvalidModel(f"the model grew past the {format_size(cap)} limit")
         if not data:
             raise InvalidModel("the model is empty (0 bytes)")
         return data
