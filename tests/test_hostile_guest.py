@@ -1,0 +1,204 @@
+"""The host against small guests (WAT) that implement ABI v1 badly or maliciously.
+
+Each must end in a precise wasmhost error: never a segfault, a hang, an
+unbounded allocation or another exception.
+"""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+import wasmhost
+import wasmtime
+
+LOAD_OK = {
+    "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+    "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+    "meta": {},
+}
+RUN_OK = {"outputs": [{"name": "y", "dtype": "float32", "shape": [2], "data": b"\0" * 8}]}
+LOAD_AT, RUN_AT = 1024, 16384
+
+
+def wat_bytes(data: bytes) -> str:
+    return "".join(f"\\{b:02x}" for b in data)
+
+
+def guest(
+    load: bytes | None = None,
+    run: bytes | None = None,
+    *,
+    result_ptr: str | None = None,
+    result_len: str | None = None,
+    alloc: str = "i32.const 4096",
+    initialize: str = "",
+    abi: int = 1,
+    load_status: int = 0,
+    run_status: int = 0,
+    extra: str = "",
+    omit: str = "",
+) -> str:
+    """A guest whose responses and behaviour are given piece by piece."""
+    load = msgpack.packb(LOAD_OK) if load is None else load
+    run = msgpack.packb(RUN_OK) if run is None else run
+    ptr = result_ptr or f"(select (i32.const {RUN_AT}) (i32.const {LOAD_AT}) (global.get $mode))"
+    length = result_len or (
+        f"(select (i32.const {len(run)}) (i32.const {len(load)}) (global.get $mode))"
+    )
+    funcs = {
+        "_initialize": f'(func (export "_initialize") {initialize})',
+        "wh_abi_version": f'(func (export "wh_abi_version") (result i32) i32.const {abi})',
+        "wh_alloc": f'(func (export "wh_alloc") (param i32) (result i32) {alloc})',
+        "wh_free": '(func (export "wh_free") (param i32 i32))',
+        "wh_load": f'(func (export "wh_load") (param i32 i32) (result i32) '
+        f"(global.set $mode (i32.const 0)) i32.const {load_status})",
+        "wh_run": f'(func (export "wh_run") (param i32 i32) (result i32) '
+        f"(global.set $mode (i32.const 1)) i32.const {run_status})",
+        "wh_result_ptr": f'(func (export "wh_result_ptr") (result i32) {ptr})',
+        "wh_result_len": f'(func (export "wh_result_len") (result i32) {length})',
+    }
+    body = "\n".join(f for name, f in funcs.items() if name != omit)
+    memory = "(memory 2)" if omit == "memory" else '(memory (export "memory") 2)'
+    return f"""(module
+      (import "wasi_snapshot_preview1" "fd_write"
+        (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      {memory}
+      (global $mode (mut i32) (i32.const 0))
+      (data (i32.const {LOAD_AT}) "{wat_bytes(load)}")
+      (data (i32.const {RUN_AT}) "{wat_bytes(run)}")
+      {body}
+      {extra})"""
+
+
+@pytest.fixture
+def use_guest(tmp_path, monkeypatch):
+    """Makes wasmhost load the given WAT as its guest; returns a session factory."""
+
+    def make(wat: str, limits: wasmhost.Limits | None = None) -> wasmhost.InferenceSession:
+        path = tmp_path / f"guest{len(list(tmp_path.glob('*.wasm')))}.wasm"
+        path.write_bytes(wasmtime.wat2wasm(wat))
+        monkeypatch.setenv("WASMHOST_MODULE", str(path))
+        monkeypatch.setenv("WASMHOST_CACHE_DIR", str(tmp_path / "cache"))
+        return wasmhost.InferenceSession(b"any model", limits=limits)
+
+    return make
+
+
+X = {"x": np.ones(2, np.float32)}
+
+
+def test_a_well_behaved_fake_guest_works(use_guest):
+    sess = use_guest(guest())
+    assert [i.name for i in sess.get_inputs()] == ["x"]
+    (y,) = sess.run(None, X)
+    np.testing.assert_array_equal(y, np.zeros(2, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("ptr", "length"),
+    [
+        ("i32.const 131000", "i32.const 4096"),  # runs past the end of memory
+        ("i32.const -1", "i32.const 16"),  # 0xffffffff
+        ("i32.const 0", "i32.const -1"),  # a 4 GiB length
+        ("i32.const 200000", "i32.const 0"),  # outside memory, even if empty
+    ],
+)
+def test_result_out_of_bounds(use_guest, ptr, length):
+    with pytest.raises(wasmhost.GuestProtocolError, match="past its memory"):
+        use_guest(guest(result_ptr=ptr, result_len=length))
+
+
+@pytest.mark.parametrize(
+    ("load", "run", "message"),
+    [
+        (b"\xc1\xc1\xc1", None, "malformed"),
+        (msgpack.packb({"inputs": "x", "outputs": []}), None, "not a list"),
+        (msgpack.packb([1, 2]), None, "not a map"),
+        (None, msgpack.packb({"outputs": [{**RUN_OK["outputs"][0], "shape": [3]}]}), "needs 12"),
+        (None, msgpack.packb({"outputs": [{**RUN_OK["outputs"][0], "dtype": "obj"}]}), "dtype"),
+        (None, msgpack.packb({"outputs": []}), "0 outputs returned"),
+        (None, b"\xdd\xff\xff\xff\xff", "array of"),
+    ],
+)
+def test_malformed_responses(use_guest, load, run, message):
+    with pytest.raises(wasmhost.GuestProtocolError, match=message):
+        use_guest(guest(load, run)).run(None, X)
+
+
+def test_error_status_without_error_map(use_guest):
+    with pytest.raises(wasmhost.GuestProtocolError, match="error map"):
+        use_guest(guest(load_status=1))
+
+
+def test_error_codes_map_to_classes(use_guest):
+    for code, cls in [
+        ("invalid_model", wasmhost.InvalidModel),
+        ("unsupported_model", wasmhost.UnsupportedModel),
+        ("weird", wasmhost.GuestProtocolError),
+    ]:
+        err = msgpack.packb({"error": {"code": code, "message": "why"}})
+        with pytest.raises(cls, match="why"):
+            use_guest(guest(err, load_status=1))
+
+
+def test_endless_alloc_times_out(use_guest):
+    wat = guest(alloc="(loop $l (br $l)) i32.const 0")
+    with pytest.raises(wasmhost.TimeoutExceeded):
+        use_guest(wat, wasmhost.Limits(timeout=0.1))
+
+
+def test_trap_in_initialize(use_guest):
+    with pytest.raises(wasmhost.GuestCrash, match="initializing"):
+        use_guest(guest(initialize="unreachable"))
+
+
+@pytest.mark.parametrize("missing", ["wh_run", "wh_result_len", "memory"])
+def test_missing_exports(use_guest, missing):
+    with pytest.raises(wasmhost.GuestProtocolError, match="lacks ABI"):
+        use_guest(guest(omit=missing))
+
+
+def test_wrong_abi_version(use_guest):
+    with pytest.raises(wasmhost.GuestProtocolError, match="ABI 2"):
+        use_guest(guest(abi=2))
+
+
+def write_stderr(text: bytes, at: int = 40000) -> tuple[str, str]:
+    """WAT that writes `text` to stderr (fd 2) through WASI fd_write, and its data."""
+    data = f'(data (i32.const {at}) "{wat_bytes(text)}")'
+    iovec = (
+        f"(i32.store (i32.const 39000) (i32.const {at}))"
+        f"(i32.store (i32.const 39004) (i32.const {len(text)}))"
+    )
+    write = "(call $fd_write (i32.const 2) (i32.const 39000) (i32.const 1) (i32.const 39008))"
+    return f"{iovec} (drop {write})", data
+
+
+def test_panic_message_reaches_the_caller(use_guest):
+    call, data = write_stderr(
+        b"\nthread '<unnamed>' panicked at src/ops/x.rs:12:5:\nindex out of bounds: 9 > 4\n"
+    )
+    wat = guest(extra=data, initialize=f"{call} unreachable")
+    with pytest.raises(wasmhost.GuestCrash) as crash:
+        use_guest(wat)
+    assert crash.value.panic == "index out of bounds: 9 > 4 (at src/ops/x.rs:12:5)"
+
+
+def test_allocation_failure_is_memory_limit(use_guest):
+    call, data = write_stderr(b"memory allocation of 1073741824 bytes failed\n")
+    with pytest.raises(wasmhost.MemoryLimitExceeded, match="1 GiB"):
+        use_guest(guest(extra=data, initialize=f"{call} unreachable"))
+
+
+def test_stdio_flood_is_bounded(use_guest):
+    call, data = write_stderr(b"x" * 1000)
+    # 100,000 writes of 1 KB while the host asks for a request buffer: 100 MB offered.
+    count = "(local.set $i (i32.add (local.get $i) (i32.const 1)))"
+    again = "(br_if $l (i32.lt_u (local.get $i) (i32.const 100000)))"
+    flood = f"(local $i i32) (loop $l {call} {count} {again})"
+    wat = guest(extra=data, alloc=f"{flood} i32.const 4096")
+    sess = use_guest(wat, wasmhost.Limits(max_stdio="4KiB"))
+    (isolate,) = sess._idle
+    assert isolate.stderr.total == 100_000_000
+    assert isolate.stderr.buf == b"x" * 4096
