@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import wasmhost
+import wasmhost.wire
 from conftest import LIGHT_MODELS, assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper, numpy_helper
 
@@ -205,6 +206,11 @@ DTYPES = [
     "float32",
     "float64",
 ]
+
+
+def test_the_dtype_list_is_the_abi_list():
+    # Spelled out above on purpose: a dtype dropped from the ABI must fail here.
+    assert set(DTYPES) == wasmhost.wire.DTYPES
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
