@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """The prebuilt guest's manifest, wasm_modules/tract_onnx.json.
 
-    wasm_manifest.py write --rustc ... --packages ... --rustflags ... --build-std ...
-        (called by scripts/build_wasm.sh) records the module's sha256, the hash of the
-        sources it was built from, and the toolchain.
-    wasm_manifest.py check
-        fails unless the committed module matches its manifest and the manifest's
-        sources_sha256 matches the sources on disk: a change to the guest's sources
-        without a rebuilt module cannot land. Cheap: it builds nothing.
+wasm_manifest.py write --rustc ... --packages ... --rustflags ... --build-std ...
+    (called by scripts/build_wasm.sh) records the module's sha256, the hash of the
+    sources it was built from, and the toolchain.
+wasm_manifest.py check
+    fails unless the committed module matches its manifest and the manifest's
+    sources_sha256 matches the sources on disk: a change to the guest's sources
+    without a rebuilt module cannot land. Cheap: it builds nothing.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def check() -> int:
     for p in problems:
         print(f"wasm manifest: {p}", file=sys.stderr)
     if not problems:
-        print(f"wasm manifest: ok (module {manifest['sha256'][:16]}, tract {manifest['tract_version']})")
+        module, tract = manifest["sha256"][:16], manifest["tract_version"]
+        print(f"wasm manifest: ok (module {module}, tract {tract})")
     return 1 if problems else 0
 
 
