@@ -14,6 +14,7 @@ wasmhost inspect "$model"
 echo
 echo "\$ wasmhost run light_squeezenet.onnx x.npy --output out.npz --stats"
 wasmhost run "$model" "$work/x.npy" --output "$work/out.npz" --stats
+echo "(the light_* models carry constant weights, so every class scores alike; what matters is the match)"
 "$py" - "$model" "$work/x.npy" "$work/out.npz" <<'PY'
 import sys
 import numpy as np
