@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
@@ -119,7 +118,12 @@ class Engine:
         self.config = config
         self.path = path
         self.wasmtime = wasmtime.Engine(cfg)
-        self.module, self.cache_hit = self._compile(path)
+        try:
+            wasm = path.read_bytes()
+        except OSError as e:
+            raise InvalidArgument(f"cannot read the guest module {path}: {e.strerror}") from e
+        self.sha256 = hashlib.sha256(wasm).hexdigest()
+        self.module, self.cache_hit = self._compile(wasm)
         self._check_exports()
         linker = wasmtime.Linker(self.wasmtime)
         linker.define_wasi()
@@ -152,16 +156,7 @@ class Engine:
             engine._start_ticker()
             return engine
 
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
-
-    def _compile(self, path: Path) -> tuple[wasmtime.Module, bool]:
-        try:
-            wasm = path.read_bytes()
-        except OSError as e:
-            raise InvalidArgument(f"cannot read the guest module {path}: {e.strerror}") from e
-        self.__dict__["sha256"] = hashlib.sha256(wasm).hexdigest()
+    def _compile(self, wasm: bytes) -> tuple[wasmtime.Module, bool]:
         key = f"{self.sha256[:32]}-wasmtime{wasmtime_version()}-{self.config.tag}"
         entry = cache_dir() / f"{key}.cwasm"
         digest_file = entry.with_suffix(".sha256")
@@ -174,7 +169,7 @@ class Engine:
         try:
             module = wasmtime.Module(self.wasmtime, wasm)
         except wasmtime.WasmtimeError as e:
-            raise GuestProtocolError(f"the guest module {path} is not valid: {e}") from e
+            raise GuestProtocolError(f"the guest module {self.path} is not valid: {e}") from e
         self._store_cache(entry, digest_file, bytes(module.serialize()))
         return module, False
 

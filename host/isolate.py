@@ -23,7 +23,7 @@ import numpy as np
 import wasmtime
 
 from . import wire
-from .engine import ABI_VERSION, TICK_SECONDS, Engine, EngineConfig
+from .engine import ABI_EXPORTS, ABI_VERSION, TICK_SECONDS, Engine, EngineConfig
 from .errors import (
     FuelExhausted,
     GuestCrash,
@@ -159,13 +159,11 @@ class Isolate:
         exports = instance.exports(self.store)
         self.memory = exports["memory"]
         _expect_type(self.memory, wasmtime.Memory, "memory")
-        self._fn = {}
-        for name in ("_initialize", "wh_abi_version", "wh_alloc", "wh_free", "wh_load", "wh_run"):
-            _expect_type(exports[name], wasmtime.Func, name)
-            self._fn[name] = exports[name]
-        for name in ("wh_result_ptr", "wh_result_len"):
-            _expect_type(exports[name], wasmtime.Func, name)
-            self._fn[name] = exports[name]
+        self._fn: dict[str, wasmtime.Func] = {}
+        for name in ABI_EXPORTS:
+            if name != "memory":
+                _expect_type(exports[name], wasmtime.Func, name)
+                self._fn[name] = exports[name]
         self._guard(lambda: self._fn["_initialize"](self.store), "initializing the guest")
         version = self._guard(lambda: self._fn["wh_abi_version"](self.store), "asking its ABI")
         if version != ABI_VERSION:

@@ -67,6 +67,9 @@ class _Segments:
     def raw(self, data: bytes) -> None:
         self._pending += data
 
+    def array_header(self, n: int) -> None:
+        self._pending += self._packer.pack_array_header(n)
+
     def payload(self, data: bytes | np.ndarray) -> None:
         nbytes = data.nbytes if isinstance(data, np.ndarray) else len(data)
         self._pending += _bin_header(nbytes)
@@ -99,7 +102,7 @@ def encode_run(inputs: list[tuple[str, np.ndarray]], outputs: list[str] | None) 
     s = _Segments()
     s.raw(b"\x82")
     s.pack("inputs")
-    s._pending += s._packer.pack_array_header(len(inputs))
+    s.array_header(len(inputs))
     for name, array in inputs:
         s.raw(b"\x84")
         s.pack("name")
