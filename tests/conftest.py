@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import wasmhost
+import wasmtime
 from onnx import TensorProto, helper
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -61,3 +63,17 @@ def assert_outputs_equal(got: list[np.ndarray], expected: list[np.ndarray], rtol
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def use_guest(tmp_path, monkeypatch):
+    """Makes wasmhost load the given WAT as its guest; returns a session factory."""
+
+    def make(wat: str, limits: wasmhost.Limits | None = None) -> wasmhost.InferenceSession:
+        path = tmp_path / f"guest{len(list(tmp_path.glob('*.wasm')))}.wasm"
+        path.write_bytes(wasmtime.wat2wasm(wat))
+        monkeypatch.setenv("WASMHOST_MODULE", str(path))
+        monkeypatch.setenv("WASMHOST_CACHE_DIR", str(tmp_path / "cache"))
+        return wasmhost.InferenceSession(b"any model", limits=limits)
+
+    return make
