@@ -9,9 +9,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import wasmhost
 import wasmtime
 from onnx import TensorProto, helper
+
+import wasmhost
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = sorted(LIGHT.glob("light_*.onnx"))

@@ -13,9 +13,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import wasmhost
 import wasmtime
 from onnx import TensorProto, helper
+
+import wasmhost
 from wasmhost.cli import EXIT_CODES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import wasmhost
 from conftest import f32, make_model
 from onnx import helper
+
+import wasmhost
 from wasmhost.engine import Engine, EngineConfig, module_path
 from wasmhost.isolate import Isolate
 

@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 import pytest
-import wasmhost
 from conftest import assert_outputs_equal, reference
 from skl2onnx import to_onnx
 from sklearn.ensemble import RandomForestClassifier
@@ -18,6 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+import wasmhost
 
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-import wasmhost
 from guests import RUN_OK, guest, wat_bytes
+
+import wasmhost
 
 X = {"x": np.ones(2, np.float32)}
 

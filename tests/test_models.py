@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import wasmhost
-import wasmhost.wire
 from conftest import LIGHT_MODELS, assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper, numpy_helper
+
+import wasmhost
+import wasmhost.wire
 
 
 def test_all_nine_light_models_are_here():

@@ -8,11 +8,12 @@ import time
 import numpy as np
 import onnx
 import pytest
-import wasmhost
 import wasmtime
 from conftest import f32, make_model, vi
 from guests import guest
 from onnx import TensorProto, helper, numpy_helper
+
+import wasmhost
 
 # Each probe calls one WASI function in _initialize and traps if it was granted
 # anything. Memory 0..64 is scratch space for the results.

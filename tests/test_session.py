@@ -7,9 +7,10 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
-import wasmhost
 from conftest import LIGHT, assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper
+
+import wasmhost
 
 SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 

@@ -7,9 +7,10 @@ import contextlib
 import msgpack
 import numpy as np
 import pytest
-import wasmhost
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import wasmhost
 from wasmhost import wire
 from wasmhost.limits import Limits, parse_size
 
