@@ -355,6 +355,99 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
     console.print("sandbox: [green]loads[/green] (tract accepted every operator)")
 
 
+# --- fuzz ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False), required=False)
+@click.option("-n", "--iterations", default=100, show_default=True, help="Cases to run.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same cases.")
+@click.option(
+    "--corpus",
+    default="wasmhost-corpus",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where distinct findings are saved as reproducers.",
+)
+@click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--replay",
+    "replay_path",
+    type=click.Path(),
+    help="Re-run one reproducer (its directory or its outcome.json) instead.",
+)
+@click.option("--memory", default="256MiB", show_default=True, help="Guest memory cap per case.")
+@click.option("--timeout", default="10", show_default=True, help="Seconds per guest call.")
+@click.option("--fuel", type=int, default=None, help="Instruction budget per guest call.")
+def fuzz(
+    model: str | None,
+    iterations: int,
+    seed: int,
+    corpus: str,
+    jobs: int,
+    replay_path: str | None,
+    memory: str,
+    timeout: str,
+    fuel: int | None,
+) -> None:
+    """Fuzz MODEL: run mutated copies of it (and of its inputs) in limited isolates.
+
+    Every case ends in a class (ok, error:<code>, trap:panic, trap:oom, timeout, fuel,
+    protocol-error, host-crash); distinct findings are saved under --corpus. Exits 1 if
+    the host itself crashed (a wasmhost bug), else 0.
+    """
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from . import fuzz as fz
+
+    limits = _limits(memory, timeout, fuel)
+    console = Console()
+    if replay_path:
+        outcome, recorded = fz.replay(Path(replay_path), limits)
+        before = recorded["outcome"]["kind"]
+        console.print(f"recorded: {before}: {_one_line(recorded['outcome']['message'])}")
+        console.print(f"now:      {outcome.kind}: {_one_line(outcome.panic or outcome.message)}")
+        if outcome.kind != before:
+            raise click.exceptions.Exit(1)
+        return
+    if model is None:
+        raise click.UsageError("fuzz needs a MODEL (or --replay FILE)")
+    if iterations < 1 or jobs < 1:
+        raise InvalidArgument("--iterations and --jobs must be at least 1")
+    seed_bytes = Path(model).read_bytes()
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"fuzzing {Path(model).name}", total=iterations)
+        campaign = fz.fuzz(
+            seed_bytes,
+            iterations,
+            seed,
+            limits,
+            jobs=jobs,
+            on_case=lambda case, outcome: progress.advance(task),
+        )
+    for finding in campaign.findings.values():
+        fz.save_reproducer(Path(corpus), finding)
+
+    summary = Table(title=f"{iterations} cases, seed {seed}", title_justify="left")
+    summary.add_column("outcome")
+    summary.add_column("cases", justify="right")
+    for kind, count in sorted(campaign.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        summary.add_row(kind, str(count))
+    console.print(summary)
+    if campaign.findings:
+        found = Table(title="distinct findings", title_justify="left")
+        for column in ("finding", "cases", "reproducer"):
+            found.add_column(column, overflow="fold")
+        for f in campaign.findings.values():
+            found.add_row(f.key, str(f.count), str(f.path))
+        console.print(found)
+    else:
+        console.print("no findings")
+    if campaign.counts.get("host-crash"):
+        raise click.exceptions.Exit(1)
+
+
 # --- entry point ----------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ _OOM = re.compile(
     r"memory allocation of (\d+) bytes failed|failed to allocate Layout \{ size: (\d+)"
 )
 _PANIC = re.compile(r"panicked at ([^\n]*):\n(.*)", re.DOTALL)
+_REGISTRY = re.compile(r"^/cargo/registry/src/[^/]+/")
 
 _ERRORS: dict[str, type[WasmHostError]] = {
     "invalid_model": InvalidModel,
@@ -283,7 +284,9 @@ class Isolate:
             return GuestCrash(f"{what}: the guest overflowed its stack")
         if m := _PANIC.search(stderr):
             message = m[2].strip().splitlines()[0] if m[2].strip() else ""
-            panic = f"{message} (at {m[1]})"
+            # The guest's crates live under cargo's registry: name them by crate, not path.
+            location = _REGISTRY.sub("", m[1])
+            panic = f"{message} (at {location})"
             return GuestCrash(f"{what}: the interpreter panicked: {panic}", panic=panic)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return GuestCrash(f"{what}: the guest trapped: {first}")

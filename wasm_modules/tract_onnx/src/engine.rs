@@ -134,9 +134,24 @@ fn check_graph(
     missing: &mut Vec<String>,
 ) -> GuestResult<()> {
     let mut defined: HashSet<&str> = HashSet::new();
-    defined.extend(graph.input.iter().map(|i| i.name.as_str()));
+    for input in &graph.input {
+        if !defined.insert(input.name.as_str()) {
+            return Err(GuestError::invalid_model(format!(
+                "graph input '{}' is declared twice",
+                input.name
+            )));
+        }
+    }
     defined.extend(graph.initializer.iter().map(|i| i.name.as_str()));
+    for tensor in &graph.initializer {
+        check_raw_tensor(tensor)?;
+    }
     for node in &graph.node {
+        for attr in &node.attribute {
+            for tensor in attr.t.iter().chain(attr.tensors.iter()) {
+                check_raw_tensor(tensor)?;
+            }
+        }
         defined.extend(node.output.iter().filter(|o| !o.is_empty()).map(|o| o.as_str()));
         let key = if node.domain.is_empty() || node.domain == "ai.onnx" {
             node.op_type.clone()
@@ -167,6 +182,22 @@ fn check_graph(
         }
     }
     Ok(())
+}
+
+/// tract loads `raw_data` of plain numeric and bool types only (anything else is an
+/// `unimplemented!` panic in tract-onnx 0.23.9, tensor.rs:193).
+fn check_raw_tensor(tensor: &pb::TensorProto) -> GuestResult<()> {
+    if tensor.raw_data.is_empty() {
+        return Ok(());
+    }
+    match tensor.data_type {
+        1..=7 | 9..=13 => Ok(()),
+        other => Err(GuestError::unsupported_model(format!(
+            "tensor '{}' holds raw data of type {}, which tract cannot load",
+            tensor.name,
+            onnx_dtype_name(other)
+        ))),
+    }
 }
 
 fn meta(proto: &pb::ModelProto, graph: &pb::GraphProto, ops: BTreeMap<String, u64>) -> Meta {
