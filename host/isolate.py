@@ -41,6 +41,8 @@ from .limits import Limits, format_size
 _KEEP_BUFFER = 1 << 20
 #: Fuel given to `_initialize` and ABI checks when runs are metered (tract's start-up).
 _SETUP_FUEL = 1 << 40
+#: Deadline floor (seconds) for instantiation and `_initialize`, which run no model code.
+_SETUP_SECONDS = 10.0
 # Rust's allocation-failure message, and tract's own (its tensor storage panics with it).
 _OOM = re.compile(
     r"memory allocation of (\d+) bytes failed|failed to allocate Layout \{ size: (\d+)"
@@ -152,7 +154,16 @@ class Isolate:
         wasi.stderr_custom = _Sink(self.stderr)
         self.store.set_wasi(wasi)
         _OPEN.add(self)
-        self._arm(_SETUP_FUEL)
+        try:
+            self._start(model)
+        except BaseException:
+            self.close()  # free the guest's memory now, not at garbage collection
+            raise
+
+    def _start(self, model: bytes) -> None:
+        # Instantiating and initialising run the guest's own code, not the model's: a
+        # floor on their deadline keeps a short timeout from failing them on a busy host.
+        self._arm(_SETUP_FUEL, floor=_SETUP_SECONDS)
         try:
             instance = self.engine.pre.instantiate(self.store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
@@ -170,8 +181,8 @@ class Isolate:
         if version != ABI_VERSION:
             self.dead = True
             raise GuestProtocolError(f"the guest speaks ABI {version!r}, the host {ABI_VERSION}")
-        response = self._call("wh_load", wire.encode_load(model, limits.plan_cache), "loading")
-        self.signature = wire.load_result(response)
+        request = wire.encode_load(model, self.limits.plan_cache)
+        self.signature = wire.load_result(self._call("wh_load", request, "loading"))
 
     def close(self) -> None:
         """Frees the store (and the guest's memory) now rather than at garbage collection."""
@@ -241,9 +252,11 @@ class Isolate:
             self._buffer = (0, 0)
             self._guard(lambda: self._fn["wh_free"](self.store, ptr, capacity), what)
 
-    def _arm(self, fuel: int | None) -> int | None:
+    def _arm(self, fuel: int | None, floor: float = 0.0) -> int | None:
         """Sets the deadline and fuel for the next call; returns the fuel given."""
         timeout = self.limits.timeout
+        if timeout is not None:
+            timeout = max(timeout, floor)
         # A tick may come just after arming: one more tick keeps the deadline a floor.
         ticks = (1 << 62) if timeout is None else math.ceil(timeout / TICK_SECONDS) + 1
         self.store.set_epoch_deadline(ticks)
