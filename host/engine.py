@@ -28,17 +28,18 @@ from .errors import GuestProtocolError, InvalidArgument
 #: How often the ticker thread advances the epoch; deadlines are counted in ticks.
 TICK_SECONDS = 0.01
 ABI_VERSION = 1
-ABI_EXPORTS = (
-    "memory",
-    "_initialize",
-    "wh_abi_version",
-    "wh_alloc",
-    "wh_free",
-    "wh_load",
-    "wh_run",
-    "wh_result_ptr",
-    "wh_result_len",
-)
+#: ABI v1's functions: how many i32 parameters and i32 results each has.
+ABI_FUNCTIONS = {
+    "_initialize": (0, 0),
+    "wh_abi_version": (0, 1),
+    "wh_alloc": (1, 1),
+    "wh_free": (2, 0),
+    "wh_load": (2, 1),
+    "wh_run": (2, 1),
+    "wh_result_ptr": (0, 1),
+    "wh_result_len": (0, 1),
+}
+ABI_EXPORTS = ("memory", *ABI_FUNCTIONS)
 MODULE_NAME = "tract_onnx.wasm"
 
 
@@ -190,12 +191,32 @@ class Engine:
             pass
 
     def _check_exports(self) -> None:
-        names = {e.name for e in self.module.exports}
-        missing = [n for n in ABI_EXPORTS if n not in names]
+        exports = {e.name: e.type for e in self.module.exports}
+        missing = [n for n in ABI_EXPORTS if n not in exports]
         if missing:
             raise GuestProtocolError(
                 f"the guest module lacks ABI v{ABI_VERSION} exports: {', '.join(missing)}"
             )
+        if not isinstance(exports["memory"], wasmtime.MemoryType):
+            raise GuestProtocolError("the guest's export `memory` is not a memory")
+        # Checked once here, so that isolates may call them through the unchecked path.
+        i32 = wasmtime.ValType.i32()
+        for name, (params, results) in ABI_FUNCTIONS.items():
+            ty = exports[name]
+            if not (
+                isinstance(ty, wasmtime.FuncType)
+                and ty.params == [i32] * params
+                and ty.results == [i32] * results
+            ):
+                got = (
+                    f"({', '.join(map(str, ty.params))}) -> ({', '.join(map(str, ty.results))})"
+                    if isinstance(ty, wasmtime.FuncType)
+                    else type(ty).__name__
+                )
+                want = f"({', '.join(['i32'] * params)}) -> ({', '.join(['i32'] * results)})"
+                raise GuestProtocolError(
+                    f"the guest's export `{name}` is {got}; ABI v{ABI_VERSION} wants {want}"
+                )
 
     def _start_ticker(self) -> None:
         if self._ticker is not None and self._ticker.is_alive():

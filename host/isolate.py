@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 import wasmtime
 
+try:  # wasmtime-py internals, for the fast call path (see _Export)
+    from wasmtime import _ffi
+    from wasmtime._func import enter_wasm as _enter_wasm
+
+    _UNCHECKED = hasattr(_ffi, "wasmtime_func_call_unchecked")
+except ImportError:
+    _UNCHECKED = False
+
 from . import wire
-from .engine import ABI_EXPORTS, ABI_VERSION, TICK_SECONDS, Engine, EngineConfig
+from .engine import ABI_FUNCTIONS, ABI_VERSION, TICK_SECONDS, Engine, EngineConfig
 from .errors import (
     FuelExhausted,
     GuestCrash,
@@ -171,13 +179,12 @@ class Isolate:
         exports = instance.exports(self.store)
         self.memory = exports["memory"]
         _expect_type(self.memory, wasmtime.Memory, "memory")
-        self._fn: dict[str, wasmtime.Func] = {}
-        for name in ABI_EXPORTS:
-            if name != "memory":
-                _expect_type(exports[name], wasmtime.Func, name)
-                self._fn[name] = exports[name]
-        self._guard(lambda: self._fn["_initialize"](self.store), "initializing the guest")
-        version = self._guard(lambda: self._fn["wh_abi_version"](self.store), "asking its ABI")
+        self._fn: dict[str, _Export] = {}
+        for name, (params, results) in ABI_FUNCTIONS.items():
+            _expect_type(exports[name], wasmtime.Func, name)
+            self._fn[name] = _Export(self.store, exports[name], params, results)
+        self._guard(self._fn["_initialize"], "initializing the guest")
+        version = self._guard(self._fn["wh_abi_version"], "asking its ABI")
         if version != ABI_VERSION:
             self.dead = True
             raise GuestProtocolError(f"the guest speaks ABI {version!r}, the host {ABI_VERSION}")
@@ -213,11 +220,11 @@ class Isolate:
         size = wire.segments_size(request)
         ptr = self._request_buffer(size, what)
         self._write(ptr, size, request)
-        status = self._guard(lambda: self._fn[fn](self.store, ptr, size), what)
+        status = self._guard(lambda: self._fn[fn](ptr, size), what)
         if self._buffer[1] > _KEEP_BUFFER:
             self._free_buffer(what)
-        rptr = self._guard(lambda: self._fn["wh_result_ptr"](self.store), what)
-        rlen = self._guard(lambda: self._fn["wh_result_len"](self.store), what)
+        rptr = self._guard(self._fn["wh_result_ptr"], what)
+        rlen = self._guard(self._fn["wh_result_len"], what)
         response = wire.decode(self._view(rptr, rlen))
         consumed = None if fuel is None else fuel - self.store.get_fuel()
         self.last_stats = RunStats(
@@ -237,7 +244,7 @@ class Isolate:
             return ptr
         self._free_buffer(what)
         capacity = max(size, 4096)
-        ptr = self._guard(lambda: self._fn["wh_alloc"](self.store, capacity), what)
+        ptr = self._guard(lambda: self._fn["wh_alloc"](capacity), what)
         if ptr == 0:
             raise MemoryLimitExceeded(
                 f"{what}: the guest cannot allocate {format_size(size)} for the request "
@@ -250,7 +257,7 @@ class Isolate:
         ptr, capacity = self._buffer
         if ptr:
             self._buffer = (0, 0)
-            self._guard(lambda: self._fn["wh_free"](self.store, ptr, capacity), what)
+            self._guard(lambda: self._fn["wh_free"](ptr, capacity), what)
 
     def _arm(self, fuel: int | None, floor: float = 0.0) -> int | None:
         """Sets the deadline and fuel for the next call; returns the fuel given."""
@@ -339,6 +346,42 @@ class Isolate:
         if length & 0xFFFFFFFF == 0:
             return memoryview(b"")
         return memoryview((ctypes.c_ubyte * (length & 0xFFFFFFFF)).from_address(address))
+
+
+class _Export:
+    """A call into one of ABI v1's functions, for one store.
+
+    wasmtime-py's `Func.__call__` re-reads and converts the function's type on every
+    call, which was most of a tiny model's run time. The engine checked these exports'
+    types once (i32s only), so calls go through wasmtime's unchecked entry point with a
+    reused argument array (or `Func.__call__`, should a wasmtime-py release lack that
+    path). Raises what `Func.__call__` raises: `wasmtime.Trap` or `wasmtime.WasmtimeError`.
+    """
+
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, params: int, results: int):
+        self._store = store
+        self._checked = func
+        self._params = params
+        self._results = results
+        if _UNCHECKED:
+            self._func = ctypes.byref(func._func)
+            self._raw = (_ffi.wasmtime_val_raw_t * max(params, results, 1))()
+
+    def __call__(self, *args: int) -> int | None:
+        if len(args) != self._params:
+            raise TypeError(f"{self._params} arguments expected, {len(args)} given")
+        if not _UNCHECKED:
+            return self._checked(self._store, *args)
+        raw = self._raw
+        for i, arg in enumerate(args):
+            raw[i].i32 = arg
+        with _enter_wasm(self._store) as trap:
+            error = _ffi.wasmtime_func_call_unchecked(
+                self._store._context(), self._func, raw, len(raw), trap
+            )
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(error)
+        return raw[0].i32 if self._results else None
 
 
 def _expect_type(obj: Any, kind: type, name: str) -> None:

@@ -130,3 +130,36 @@ def test_stdio_flood_is_bounded(use_guest):
     (isolate,) = sess._idle
     assert isolate.stderr.total == 100_000_000
     assert isolate.stderr.buf == b"x" * 4096
+
+
+@pytest.mark.parametrize(
+    ("omit", "extra", "message"),
+    [
+        (
+            "wh_run",
+            '(func (export "wh_run") (param i64 i32) (result i32) i32.const 0)',
+            r"`wh_run` is \(i64, i32\) -> \(i32\); ABI v1 wants \(i32, i32\) -> \(i32\)",
+        ),
+        (
+            "wh_result_len",
+            '(func (export "wh_result_len") (result f32) f32.const 1)',
+            r"`wh_result_len` is \(\) -> \(f32\)",
+        ),
+        ("memory", '(global (export "memory") i32 (i32.const 0))', "`memory` is not a memory"),
+    ],
+)
+def test_exports_with_the_wrong_types(use_guest, omit, extra, message):
+    with pytest.raises(wasmhost.GuestProtocolError, match=message):
+        use_guest(guest(omit=omit, extra=extra))
+
+
+def test_the_checked_call_path_gives_the_same_results(use_guest, monkeypatch):
+    """Should wasmtime-py lack the unchecked entry point, calls go through Func.__call__."""
+    from wasmhost import isolate
+
+    monkeypatch.setattr(isolate, "_UNCHECKED", False)
+    sess = use_guest(guest())
+    (y,) = sess.run(None, X)
+    np.testing.assert_array_equal(y, np.zeros(2, np.float32))
+    with pytest.raises(wasmhost.GuestCrash):
+        use_guest(guest(initialize="unreachable"))
