@@ -14,7 +14,7 @@ import numpy as np
 from .errors import InvalidArgument, InvalidInput, InvalidModel
 from .isolate import Isolate, RunStats
 from .limits import Limits, format_size
-from .wire import DTYPES, Signature
+from .wire import DTYPES, Signature, dtype_name
 
 # onnxruntime's type names, by numpy dtype name (and ONNX's, for types not exchanged).
 _ORT_TYPES = {
@@ -265,7 +265,7 @@ def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
         raise InvalidInput(
             f"input '{arg.name}' has type {arg.type}, which the sandbox cannot exchange"
         )
-    if array.dtype.name != arg.dtype.name:
+    if dtype_name(array.dtype) != dtype_name(arg.dtype):
         got = _ORT_TYPES.get(array.dtype.name, array.dtype.name)
         raise InvalidInput(f"input '{arg.name}' must be {arg.type}, got tensor({got})")
     if arg.shape is not None:

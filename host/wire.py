@@ -39,6 +39,14 @@ DTYPES = frozenset(
 )
 MAX_RANK = 64
 _MAX_DEPTH = 8
+# numpy computes dtype.name in Python each time, a measurable part of a tiny run.
+_NAMES = {np.dtype(name).newbyteorder(order): name for name in DTYPES for order in "<>"}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """`dtype.name`, looked up for the exchanged dtypes (of either byte order)."""
+    return _NAMES.get(dtype) or dtype.name
+
 
 Segment = bytes | np.ndarray
 
@@ -108,7 +116,7 @@ def encode_run(inputs: list[tuple[str, np.ndarray]], outputs: list[str] | None) 
         s.pack("name")
         s.pack(name)
         s.pack("dtype")
-        s.pack(array.dtype.name)
+        s.pack(dtype_name(array.dtype))
         s.pack("shape")
         s.pack([int(d) for d in array.shape])
         s.pack("data")
