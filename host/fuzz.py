@@ -345,12 +345,15 @@ def run_case(model: bytes, inputs: dict[str, np.ndarray], limits: Limits) -> Out
 
 
 def _worker(conn: Connection, limits: Limits) -> None:
-    while True:
-        job = conn.recv()
-        if job is None:
-            return
-        model, inputs = job
-        conn.send(asdict(run_case(model, inputs, limits)))
+    try:
+        while True:
+            job = conn.recv()
+            if job is None:
+                return
+            model, inputs = job
+            conn.send(asdict(run_case(model, inputs, limits)))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return  # the campaign is gone (stopped or killed): nothing to report to
 
 
 class _Worker:

@@ -144,3 +144,11 @@ def test_cli_fuzz_is_reproducible(tmp_path, seed):
         runs.append(wasmhost_cli("fuzz", model, "-n", 25, "--seed", seed, cwd=tmp_path / f"run{i}"))
     tables = [r.stdout[r.stdout.index("25 cases") :] for r in runs]
     assert runs[0].returncode == 0 and tables[0] == tables[1]
+
+
+def test_a_worker_whose_campaign_is_gone_exits_quietly():
+    import multiprocessing
+
+    ours, theirs = multiprocessing.Pipe()
+    theirs.close()
+    fz._worker(ours, wasmhost.Limits())  # EOFError on recv: returns, no traceback
