@@ -51,6 +51,10 @@ _KEEP_BUFFER = 1 << 20
 _SETUP_FUEL = 1 << 40
 #: Deadline floor (seconds) for instantiation and `_initialize`, which run no model code.
 _SETUP_SECONDS = 10.0
+_TRAP_REASON = re.compile(r"wasm trap: (.+)")
+_TRAP_FAULT = re.compile(r"(memory fault at wasm address \S+)")
+_TRAP_FRAME = re.compile(r"^\s*0: +0x[0-9a-f]+ - (?:[^!\n]*!)?(.+)$", re.M)
+_HASH = re.compile(r"\[[0-9a-f]{16}\]")
 # Rust's allocation-failure message, and tract's own (its tensor storage panics with it).
 _OOM = re.compile(
     r"memory allocation of (\d+) bytes failed|failed to allocate Layout \{ size: (\d+)"
@@ -308,8 +312,7 @@ class Isolate:
             location = _REGISTRY.sub("", m[1])
             panic = f"{message} (at {location})"
             return GuestCrash(f"{what}: the interpreter panicked: {panic}", panic=panic)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return GuestCrash(f"{what}: the guest trapped: {first}")
+        return GuestCrash(f"{what}: the guest trapped: {_trap_summary(str(e))}")
 
     # --- memory -----------------------------------------------------------
 
@@ -346,6 +349,22 @@ class Isolate:
         if length & 0xFFFFFFFF == 0:
             return memoryview(b"")
         return memoryview((ctypes.c_ubyte * (length & 0xFFFFFFFF)).from_address(address))
+
+
+def _trap_summary(text: str) -> str:
+    """One line from wasmtime's trap report: the trap, the fault, and the innermost frame."""
+    reason = _TRAP_REASON.search(text)
+    fault = _TRAP_FAULT.search(text)
+    frame = _TRAP_FRAME.search(text)
+    if not reason:
+        lines = text.strip().splitlines()
+        return lines[0][:200] if lines else "an unknown trap"
+    summary = reason[1].strip()
+    if fault:
+        summary += f" ({fault[1].strip()})"
+    if frame:
+        summary += f" in {_HASH.sub('', frame[1]).strip()[:160]}"
+    return summary
 
 
 class _Export:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import wasmtime
-from conftest import f32, make_model, vi
+from conftest import LIGHT, f32, make_model, vi
 from guests import guest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -177,3 +178,15 @@ def test_traps_do_not_leak():
     # ru_maxrss is in KiB; each isolate touches tens of MiB, so a leak of isolates would
     # add gigabytes over 150 cycles.
     assert after - before < 200 * 1024, (before, after)
+
+
+def test_a_memory_fault_inside_tract_is_contained():
+    """Found by `wasmhost fuzz` (densenet121 with rewired nodes): tract's type inference
+    corrupts its heap and frees a bad pointer. Native tract segfaults on this model; in the
+    sandbox it is an out-of-bounds trap, named, and the process goes on."""
+    model = Path(__file__).parent / "data" / "fuzz_densenet_heap_fault.onnx"
+    with pytest.raises(wasmhost.GuestCrash, match="out of bounds memory access"):
+        wasmhost.InferenceSession(model)
+    sess = wasmhost.InferenceSession(LIGHT / "light_squeezenet.onnx")
+    (y,) = sess.run(None, {"data_0": np.zeros((1, 3, 224, 224), np.float32)})
+    assert y.shape == (1, 1000, 1, 1)
