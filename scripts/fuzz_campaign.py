@@ -2,7 +2,7 @@
 """A fuzzing campaign over the onnx package's light_*.onnx models and a few models built
 with onnx.helper: `wasmhost fuzz` on each, outcomes per class and distinct findings.
 
-    python scripts/fuzz_campaign.py --iterations 1000 --jobs 2 --corpus fuzz-corpus
+    python scripts/fuzz_campaign.py --iterations 300 --jobs 2 --corpus fuzz-corpus  # docs/fuzzing.md
 """
 
 from __future__ import annotations
