@@ -329,6 +329,7 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
             operators=meta.operators,
             metadata=meta.custom_metadata_map,
             loads_in_sandbox=True,
+            expanded_functions=session.expanded_functions,
         )
         click.echo(json.dumps(doc))
         return
@@ -352,7 +353,14 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
     console.print(ops)
     for key, value in sorted(meta.custom_metadata_map.items()):
         console.print(f"metadata {key}: {_one_line(value)}")
-    console.print("sandbox: [green]loads[/green] (tract accepted every operator)")
+    if session.expanded_functions:
+        inlined = ", ".join(session.expanded_functions)
+        console.print(
+            f"sandbox: [green]loads[/green] with {inlined} inlined from the ONNX "
+            "definition (tract lacks it; the operators above are after inlining)"
+        )
+    else:
+        console.print("sandbox: [green]loads[/green] (tract accepted every operator)")
 
 
 # --- fuzz ---------------------------------------------------------------------------

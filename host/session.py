@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidInput, InvalidModel
+from . import functions
+from .errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
 from .isolate import Isolate, RunStats
 from .limits import Limits, format_size
 from .wire import DTYPES, Signature, dtype_name
@@ -75,7 +76,8 @@ class InferenceSession:
     Raises:
         FileNotFoundError, OSError: the model file cannot be read.
         InvalidModel: not an ONNX model, or larger than `limits.max_model_size`.
-        UnsupportedModel: tract cannot run it (the message names the operator).
+        UnsupportedModel: tract cannot run it (the message names the operator), even
+            with the operators it lacks inlined from their ONNX function definitions.
         MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: loading trapped.
     """
 
@@ -90,7 +92,9 @@ class InferenceSession:
             raise InvalidArgument(f"pool_size must be a positive integer, got {pool_size!r}")
         self.pool_size = pool_size or os.cpu_count() or 1
         self._model = self._read(path_or_bytes)
-        first = Isolate(self._model, self.limits)
+        #: Operators that tract lacks and that were inlined from their ONNX definitions.
+        self.expanded_functions: list[str] = []
+        first = self._first_isolate()
         sig = first.signature
         self._inputs = [NodeArg.of(s) for s in sig.inputs]
         self._outputs = [NodeArg.of(s) for s in sig.outputs]
@@ -99,6 +103,21 @@ class InferenceSession:
         self._live = 1
         self._cond = threading.Condition()
         self._local = threading.local()
+
+    def _first_isolate(self) -> Isolate:
+        try:
+            return Isolate(self._model, self.limits)
+        except (UnsupportedModel, InvalidModel) as refused:
+            ops = functions.operators_named(str(refused))
+            expansion = functions.expand_isolated(self._model, ops, self.limits.timeout)
+            if expansion is None or len(expansion[0]) > int(self.limits.max_model_size):
+                raise
+            try:
+                first = Isolate(expansion[0], self.limits)
+            except (UnsupportedModel, InvalidModel):
+                raise refused from None  # the operator the user wrote is the one to name
+            self._model, self.expanded_functions = expansion
+            return first
 
     def _read(self, source: str | os.PathLike[str] | bytes) -> bytes:
         cap = int(self.limits.max_model_size)
