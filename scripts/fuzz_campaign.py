@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A fuzzing campaign over the onnx package's light_*.onnx models and a few models built
 with onnx.helper: `wasmhost fuzz` on each, outcomes per class and distinct findings.
+See docs/fuzzing.md.
 
-    python scripts/fuzz_campaign.py --iterations 300 --jobs 2 --corpus fuzz-corpus  # docs/fuzzing.md
+    python scripts/fuzz_campaign.py --iterations 300 --jobs 2 --corpus fuzz-corpus
 """
 
 from __future__ import annotations
