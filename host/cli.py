@@ -299,6 +299,85 @@ def run(
         console.print(_stats_line(run_stats))
 
 
+# --- bench ---------------------------------------------------------------------
+
+
+@cli.command("bench")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1)
+@click.option("-n", "--rounds", default=20, show_default=True, help="Timed runs.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed runs first.")
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Interleave onnxruntime (1 thread) runs, if it is installed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@_limit_options
+def bench_command(
+    model: str,
+    inputs: tuple[str, ...],
+    rounds: int,
+    warmup: int,
+    compare: bool,
+    as_json: bool,
+    memory: str,
+    timeout: str,
+    fuel: int | None,
+) -> None:
+    """Time MODEL in the sandbox: session creation, first run, then ROUNDS runs.
+
+    INPUT as for `run`; without any, inputs are made up from the model's signature
+    (symbolic dims as 1). The full benchmark against native tract and onnxruntime-web
+    is scripts/bench.py.
+    """
+    from .bench import bench
+
+    if rounds < 1 or warmup < 0:
+        raise InvalidArgument("--rounds must be at least 1 and --warmup at least 0")
+    limits = _limits(memory, timeout, fuel)
+    feeds = None
+    if inputs:
+        probe = InferenceSession(model, limits=limits, pool_size=1)
+        feeds = map_inputs(inputs, probe.get_inputs())
+        probe.close()
+    result = bench(model, feeds, rounds, warmup, limits, compare)
+    ms = 1e3
+    if as_json:
+        doc: dict[str, Any] = {
+            "session_ms": result.session_seconds * ms,
+            "first_run_ms": result.first_run_seconds * ms,
+            "wasmhost_ms": {"median": result.wasmhost.median * ms, "p95": result.wasmhost.p95 * ms},
+            "peak_memory": result.peak_memory,
+        }
+        if result.peer:
+            doc["peer"] = result.peer_name
+            doc["peer_ms"] = {"median": result.peer.median * ms, "p95": result.peer.p95 * ms}
+            doc["ratio"] = result.wasmhost.median / result.peer.median
+        click.echo(json.dumps(doc))
+        return
+    console = Console()
+    table = Table(title=f"{Path(model).name}: {rounds} runs after {warmup}", title_justify="left")
+    for column in ("engine", "median ms", "p95 ms", "best ms"):
+        table.add_column(column, justify="left" if column == "engine" else "right")
+    rows = [("wasmhost", result.wasmhost)]
+    if result.peer and result.peer_name:
+        rows.append((result.peer_name, result.peer))
+    for name, t in rows:
+        table.add_row(name, f"{t.median * ms:.3g}", f"{t.p95 * ms:.3g}", f"{t.best * ms:.3g}")
+    console.print(table)
+    console.print(
+        f"session creation {result.session_seconds * ms:.0f} ms, first run (plans for the "
+        f"shapes) {result.first_run_seconds * ms:.0f} ms"
+        + (f", peak guest memory {format_size(result.peak_memory)}" if result.peak_memory else "")
+    )
+    if result.peer:
+        console.print(
+            f"wasmhost / {result.peer_name}: {result.wasmhost.median / result.peer.median:.2f}x"
+        )
+
+
 # --- inspect -------------------------------------------------------------------
 
 

@@ -1,0 +1,127 @@
+"""Latency of one model in wasmhost, next to onnxruntime (one thread) when it is installed.
+
+`wasmhost bench MODEL` is the quick, per-model check; `scripts/bench.py` is the full
+benchmark against native tract and onnxruntime-web (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .limits import Limits
+from .session import InferenceSession, NodeArg
+
+
+@dataclass
+class Timing:
+    """Seconds per run, after warm-up."""
+
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+
+@dataclass
+class BenchResult:
+    """What `bench` measured; `peer` is onnxruntime's timing, or None without it."""
+
+    session_seconds: float
+    first_run_seconds: float
+    wasmhost: Timing
+    peer: Timing | None
+    peer_name: str | None
+    peak_memory: int | None
+
+
+def sample_inputs(inputs: list[NodeArg], seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs shaped as declared (symbolic or unknown dims as 1): floats from a normal
+    distribution, integers zero (they are often indices), booleans random."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for arg in inputs:
+        shape = tuple(d if isinstance(d, int) else 1 for d in (arg.shape or []))
+        dtype = arg.dtype if arg.dtype is not None else np.dtype(np.float32)
+        if dtype.kind == "f":
+            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[arg.name] = rng.random(shape) > 0.5
+        else:
+            feeds[arg.name] = np.zeros(shape, dtype)
+    return feeds
+
+
+def _onnxruntime(model: bytes) -> Callable[[dict[str, np.ndarray]], object] | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime cannot run it: there is no peer to show
+        return None
+    return lambda feeds: sess.run(None, feeds)
+
+
+def bench(
+    model: str | Path,
+    feeds: dict[str, np.ndarray] | None = None,
+    rounds: int = 20,
+    warmup: int = 3,
+    limits: Limits | None = None,
+    compare: bool = True,
+) -> BenchResult:
+    """Times session creation, the first run (which plans for the shapes) and `rounds`
+    runs after `warmup`; onnxruntime's runs interleave with wasmhost's when `compare`.
+
+    Raises what `InferenceSession` and its `run` raise.
+    """
+    start = time.perf_counter()
+    session = InferenceSession(model, limits=limits, pool_size=1)
+    session_seconds = time.perf_counter() - start
+    feeds = feeds if feeds is not None else sample_inputs(session.get_inputs())
+    start = time.perf_counter()
+    session.run(None, feeds)
+    first_run = time.perf_counter() - start
+    peer = _onnxruntime(Path(model).read_bytes()) if compare else None
+    mine, theirs = Timing(), Timing() if peer else None
+    for i in range(warmup + rounds):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        took = time.perf_counter() - start
+        if i >= warmup:
+            mine.samples.append(took)
+        if peer and theirs is not None:
+            start = time.perf_counter()
+            peer(feeds)
+            if i >= warmup:
+                theirs.samples.append(time.perf_counter() - start)
+    stats = session.last_run_stats
+    session.close()
+    return BenchResult(
+        session_seconds,
+        first_run,
+        mine,
+        theirs,
+        "onnxruntime (1 thread)" if theirs else None,
+        stats.peak_memory if stats else None,
+    )

@@ -1,0 +1,59 @@
+"""`wasmhost bench` and wasmhost.bench: what is measured, not how fast (no thresholds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import LIGHT, f32, make_model, vi
+from onnx import TensorProto, helper
+from test_cli import assert_one_line_error, wasmhost_cli
+
+import wasmhost
+from wasmhost import bench
+from wasmhost.cli import EXIT_CODES
+
+
+def test_sample_inputs_follow_the_signature():
+    model = make_model(
+        [helper.make_node("Identity", [n], [n + "_out"]) for n in ("x", "i", "b")],
+        [f32("x", ["batch", 3]), vi("i", TensorProto.INT64, [2]), vi("b", TensorProto.BOOL, [])],
+        [
+            f32("x_out", None),
+            vi("i_out", TensorProto.INT64, None),
+            vi("b_out", TensorProto.BOOL, None),
+        ],
+        check=False,
+    )
+    feeds = bench.sample_inputs(wasmhost.InferenceSession(model).get_inputs())
+    assert feeds["x"].shape == (1, 3) and feeds["x"].dtype == np.float32
+    assert feeds["i"].tolist() == [0, 0]
+    assert feeds["b"].dtype == np.bool_ and feeds["b"].shape == ()
+
+
+def test_bench_times_every_round_and_the_peer():
+    result = bench.bench(LIGHT / "light_squeezenet.onnx", rounds=4, warmup=1)
+    assert len(result.wasmhost.samples) == 4
+    assert result.peer is not None and len(result.peer.samples) == 4
+    assert result.peer_name == "onnxruntime (1 thread)"
+    assert result.wasmhost.best <= result.wasmhost.median <= result.wasmhost.p95
+    assert result.session_seconds > 0 and result.first_run_seconds > 0
+    assert result.peak_memory and result.peak_memory > 1 << 20
+    alone = bench.bench(LIGHT / "light_squeezenet.onnx", rounds=2, warmup=0, compare=False)
+    assert alone.peer is None and len(alone.wasmhost.samples) == 2
+
+
+def test_cli_bench(tmp_path):
+    model = LIGHT / "light_squeezenet.onnx"
+    proc = wasmhost_cli("bench", model, "-n", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) >= {"session_ms", "first_run_ms", "wasmhost_ms", "peer_ms", "ratio"}
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 3, 224, 224), np.float32))
+    proc = wasmhost_cli("bench", model, x, "-n", "2", "--no-compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "wasmhost" in proc.stdout and "onnxruntime" not in proc.stdout
+    assert_one_line_error(
+        wasmhost_cli("bench", model, "-n", "0"), EXIT_CODES["InvalidArgument"], "--rounds"
+    )
