@@ -153,7 +153,9 @@ class Isolate:
 
     def __init__(self, model: bytes, limits: Limits, engine: Engine | None = None) -> None:
         self.limits = limits
-        self.engine = engine or Engine.get(EngineConfig(fuel=limits.fuel is not None))
+        self.engine = engine or Engine.get(
+            EngineConfig(fuel=limits.fuel is not None, epoch=limits.timeout is not None)
+        )
         self.dead = False
         self.last_stats: RunStats | None = None
         self._buffer = (0, 0)  # (guest pointer, capacity) of the kept request buffer
@@ -270,7 +272,8 @@ class Isolate:
             timeout = max(timeout, floor)
         # A tick may come just after arming: one more tick keeps the deadline a floor.
         ticks = (1 << 62) if timeout is None else math.ceil(timeout / TICK_SECONDS) + 1
-        self.store.set_epoch_deadline(ticks)
+        if self.engine.config.epoch:
+            self.store.set_epoch_deadline(ticks)
         if self.engine.config.fuel:
             fuel = fuel if fuel is not None else _SETUP_FUEL
             self.store.set_fuel(fuel)
