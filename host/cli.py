@@ -174,27 +174,39 @@ def map_inputs(args: tuple[str, ...], inputs: list[NodeArg]) -> dict[str, np.nda
     return feed
 
 
-def _check_output_path(output: str | None, n_outputs: int) -> None:
+def _check_output_path(output: str | None, outputs: list[NodeArg]) -> None:
     if output is None:
         return
     suffix = Path(output).suffix.lower()
     if suffix not in _OUTPUT_SUFFIXES:
         raise InvalidArgument(f"--output: {output} must end in .npz, .npy or .json")
-    if suffix == ".npy" and n_outputs != 1:
+    if suffix == ".npy" and len(outputs) != 1:
         raise InvalidArgument(
-            f"--output: {n_outputs} outputs do not fit one .npy file; write .npz or .json"
+            f"--output: {len(outputs)} outputs do not fit one .npy file; write .npz or .json"
         )
+    if suffix in (".npz", ".npy"):
+        for arg in outputs:
+            if arg.type.startswith("seq("):
+                raise InvalidArgument(
+                    f"--output: output '{arg.name}' is {arg.type}, not a tensor; write .json"
+                )
     parent = Path(output).parent
     if not parent.is_dir():
         raise FileNotFoundError(2, "No such directory", str(parent))
 
 
-def _tensor_json(name: str, array: np.ndarray) -> dict[str, Any]:
+def _tensor_json(name: str, value: np.ndarray | list[dict[Any, float]]) -> dict[str, Any]:
+    if isinstance(value, list):  # a ZipMap's maps; JSON keys are strings
+        return {
+            "name": name,
+            "type": "seq(map)",
+            "data": [{str(k): v for k, v in m.items()} for m in value],
+        }
     return {
         "name": name,
-        "dtype": array.dtype.name,
-        "shape": list(array.shape),
-        "data": array.tolist(),
+        "dtype": value.dtype.name,
+        "shape": list(value.shape),
+        "data": value.tolist(),
     }
 
 
@@ -208,7 +220,7 @@ def _stats_json(stats: RunStats | None) -> dict[str, Any] | None:
     }
 
 
-def _write_output(path: str, names: list[str], arrays: list[np.ndarray]) -> None:
+def _write_output(path: str, names: list[str], arrays: list[Any]) -> None:
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
         with open(path, "wb") as f:
@@ -272,7 +284,7 @@ def run(
     limits = _limits(memory, timeout, fuel)
     session = InferenceSession(model, limits=limits)
     out_names = [o.name for o in session.get_outputs()]
-    _check_output_path(output, len(out_names))
+    _check_output_path(output, session.get_outputs())
     feed = map_inputs(inputs, session.get_inputs())
     arrays = session.run(None, feed)
     run_stats = session.last_run_stats
@@ -291,6 +303,11 @@ def run(
     for column in ("output", "dtype", "shape", "min", "max", "mean", "first values"):
         table.add_column(column, overflow="fold")
     for name, array in zip(out_names, arrays, strict=True):
+        if isinstance(array, list):  # a ZipMap's maps
+            first = ", ".join(f"{k}: {v:.4g}" for k, v in list(array[0].items())[:4])
+            first = f"[{{{first}}}{', ...' if len(array) > 1 else ''}]" if array else "[]"
+            table.add_row(name, "seq(map)", f"[{len(array)}]", "-", "-", "-", first)
+            continue
         table.add_row(name, array.dtype.name, str(list(array.shape)), *_summary(array))
     console.print(table)
     if output:

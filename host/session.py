@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import functions
+from . import rewrite
 from .errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
 from .isolate import Isolate, RunStats
 from .limits import Limits, format_size
@@ -94,10 +94,12 @@ class InferenceSession:
         self._model = self._read(path_or_bytes)
         #: Operators that tract lacks and that were inlined from their ONNX definitions.
         self.expanded_functions: list[str] = []
+        # ZipMap outputs (by name) lifted out of the guest, with their class labels.
+        self._zipmaps: dict[str, list[int | str]] = {}
         first = self._first_isolate()
         sig = first.signature
         self._inputs = [NodeArg.of(s) for s in sig.inputs]
-        self._outputs = [NodeArg.of(s) for s in sig.outputs]
+        self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s) for s in sig.outputs]
         self._meta = sig.meta
         self._idle = [first]
         self._live = 1
@@ -108,16 +110,38 @@ class InferenceSession:
         try:
             return Isolate(self._model, self.limits)
         except (UnsupportedModel, InvalidModel) as refused:
-            ops = functions.operators_named(str(refused))
-            expansion = functions.expand_isolated(self._model, ops, self.limits.timeout)
-            if expansion is None or len(expansion[0]) > int(self.limits.max_model_size):
+            ops = rewrite.operators_named(str(refused))
+            done = rewrite.rewrite_isolated(self._model, ops, self.limits.timeout)
+            if done is None or len(done.model) > int(self.limits.max_model_size):
                 raise
             try:
-                first = Isolate(expansion[0], self.limits)
+                first = Isolate(done.model, self.limits)
             except (UnsupportedModel, InvalidModel):
                 raise refused from None  # the operator the user wrote is the one to name
-            self._model, self.expanded_functions = expansion
+            self._model, self.expanded_functions, self._zipmaps = (
+                done.model,
+                done.expanded,
+                done.zipmaps,
+            )
             return first
+
+    def _zipmap_arg(self, name: str) -> NodeArg | None:
+        labels = self._zipmaps.get(name)
+        if labels is None:
+            return None
+        key = "string" if labels and isinstance(labels[0], str) else "int64"
+        return NodeArg(name, f"seq(map({key},tensor(float)))", [])
+
+    def _zipmap(self, name: str, probabilities: np.ndarray) -> list[dict[int | str, float]]:
+        """What onnxruntime returns for a ZipMap: one {label: probability} per row."""
+        labels = self._zipmaps[name]
+        rows = probabilities.reshape(1, -1) if probabilities.ndim == 1 else probabilities
+        if rows.ndim != 2 or rows.shape[1] != len(labels):
+            raise InvalidModel(
+                f"output '{name}': ZipMap has {len(labels)} class labels but its input has "
+                f"shape {list(probabilities.shape)}"
+            )
+        return [dict(zip(labels, row.tolist(), strict=True)) for row in rows]
 
     def _read(self, source: str | os.PathLike[str] | bytes) -> bytes:
         cap = int(self.limits.max_model_size)
@@ -173,11 +197,13 @@ class InferenceSession:
         output_names: Sequence[str] | None,
         input_feed: Mapping[str, Any],
         run_options: Any = None,
-    ) -> list[np.ndarray]:
+    ) -> list[Any]:
         """Runs the model on `input_feed` and returns the outputs named (all if None).
 
         Feeds are numpy arrays (or scalars) whose dtype is the input's exactly: like
         onnxruntime, nothing is cast. Safe to call from several threads at once.
+        Outputs are numpy arrays, except a classifier's ZipMap output: a list of
+        {label: probability} dicts, as onnxruntime returns it.
 
         Raises:
             InvalidInput: an unknown, missing or mistyped input, a wrong rank or fixed dim,
@@ -193,6 +219,11 @@ class InferenceSession:
         finally:
             self._local.stats = isolate.last_stats
             self._release(isolate)
+        if self._zipmaps:
+            return [
+                self._zipmap(n, r) if n in self._zipmaps else r
+                for n, r in zip(names, result, strict=True)
+            ]
         return result
 
     @property

@@ -1,0 +1,189 @@
+"""Model rewrites for what tract lacks, done in a child process, never in the host.
+
+- **ONNX function expansion.** Many ONNX operators (NegativeLogLikelihoodLoss,
+  CenterCropPad, SwiGLU, CausalConvWithState, Attention's newer attributes, ...) are
+  defined by the standard as functions: graphs of simpler operators. Their definitions
+  are inlined (onnx's own inliner, at the model's opset).
+- **ZipMap lifted out.** ONNX-ML classifiers (every scikit-learn classifier exported by
+  skl2onnx, by default) end in `ZipMap`, which turns a probability tensor into a sequence
+  of {label: probability} maps. The guest exchanges tensors only, so the node is replaced
+  by an Identity and the session builds the maps from the tensor, as onnxruntime returns
+  them.
+
+When the guest refuses a model naming such operators, the session asks for a rewrite
+and loads the result. The model is untrusted and onnx's parser and inliner are C++ over
+it, so `rewrite_isolated` runs them in a child process (`python -m wasmhost.rewrite`)
+under a memory rlimit and a timeout; any failure there only means "no rewrite".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
+ZIPMAP = "ai.onnx.ml:ZipMap"
+#: The child's exit status when nothing named can be rewritten.
+NOTHING_TO_DO = 3
+_CHILD_MEMORY = 2 << 30
+_CHILD_SECONDS = 60.0
+_MISSING = re.compile(r"operators? not supported by tract: ([\w.:, ]+)")
+_REJECTED = re.compile(r"Building node [^\n(]*\((\w+)\)")
+
+
+@dataclass
+class Rewrite:
+    """A rewritten model: the operators inlined, and per lifted ZipMap output its labels."""
+
+    model: bytes
+    expanded: list[str] = field(default_factory=list)
+    zipmaps: dict[str, list[int | str]] = field(default_factory=dict)
+
+
+def operators_named(message: str) -> list[str]:
+    """The operators a guest error blames: `["Op", "domain:Op", ...]` (maybe none)."""
+    if m := _MISSING.search(message):
+        return [op.strip() for op in m[1].split(",") if op.strip()]
+    if m := _REJECTED.search(message):
+        return [m[1]]
+    return []
+
+
+def rewrite(model: bytes, operators: list[str]) -> Rewrite | None:
+    """Lifts `ZipMap` (if named) and inlines the ONNX function definitions of the other
+    `operators` (`Op` or `domain:Op`); None if none of them can be rewritten.
+
+    Raises whatever onnx raises on a malformed model: call it in a child process.
+    """
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    done = Rewrite(b"")
+    if ZIPMAP in operators:
+        done.zipmaps = _lift_zipmaps(proto)
+    done.expanded = _expand_functions(proto, [op for op in operators if op != ZIPMAP])
+    if not (done.zipmaps or done.expanded):
+        return None
+    done.model = proto.SerializeToString()
+    return done
+
+
+def _lift_zipmaps(proto: onnx.ModelProto) -> dict[str, list[int | str]]:
+    """Replaces each ZipMap that makes a graph output by an Identity of its input."""
+    import onnx
+
+    graph = proto.graph
+    outputs = {o.name: o for o in graph.output}
+    lifted: dict[str, list[int | str]] = {}
+    for i, node in enumerate(graph.node):
+        if node.domain != "ai.onnx.ml" or node.op_type != "ZipMap":
+            continue
+        if len(node.input) != 1 or len(node.output) != 1 or node.output[0] not in outputs:
+            continue  # a ZipMap feeding other nodes: left for the guest to refuse
+        attrs = {a.name: a for a in node.attribute}
+        if "classlabels_int64s" in attrs:
+            labels: list[int | str] = list(attrs["classlabels_int64s"].ints)
+        elif "classlabels_strings" in attrs:
+            labels = [s.decode("utf-8") for s in attrs["classlabels_strings"].strings]
+        else:
+            continue
+        name = node.output[0]
+        graph.node[i].CopyFrom(onnx.helper.make_node("Identity", [node.input[0]], [name]))
+        outputs[name].type.CopyFrom(
+            onnx.helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None)
+        )
+        lifted[name] = labels
+    return lifted
+
+
+def _expand_functions(proto: onnx.ModelProto, operators: list[str]) -> list[str]:
+    import onnx
+    import onnx.inliner
+
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    used: set[tuple[str, str]] = set()
+
+    def walk(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            used.add((node.domain or "ai.onnx", node.op_type))
+            for attr in node.attribute:
+                for sub in [*attr.graphs, *([attr.g] if attr.HasField("g") else [])]:
+                    walk(sub)
+
+    walk(proto.graph)
+    ids: list[tuple[str, str]] = []
+    inlined: list[str] = []
+    for name in operators:
+        domain, _, op = name.rpartition(":")
+        domain = domain or "ai.onnx"
+        if (domain, op) not in used or domain not in opsets:
+            continue
+        try:
+            schema = onnx.defs.get_schema(op, opsets[domain], "" if domain == "ai.onnx" else domain)
+        except onnx.defs.SchemaError:
+            continue
+        if schema.has_function or schema.has_context_dependent_function:
+            ids += [(domain, op), ("", op)] if domain == "ai.onnx" else [(domain, op)]
+            inlined.append(name)
+    if ids:
+        expanded = onnx.inliner.inline_selected_functions(proto, ids, inline_schema_functions=True)
+        proto.CopyFrom(expanded)
+    return inlined
+
+
+def rewrite_isolated(
+    model: bytes, operators: list[str], timeout: float | None = None
+) -> Rewrite | None:
+    """`rewrite` in a child process with a memory rlimit and a timeout; None on any
+    failure or when there is nothing to rewrite. The child's answer is checked."""
+    if not operators:
+        return None
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (_CHILD_MEMORY, _CHILD_MEMORY))
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wasmhost.rewrite", *operators],
+            input=model,
+            capture_output=True,
+            timeout=min(timeout or _CHILD_SECONDS, _CHILD_SECONDS),
+            preexec_fn=limit,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    header, sep, body = proc.stdout.partition(b"\n")
+    if proc.returncode != 0 or not sep:
+        return None
+    try:
+        meta = json.loads(header)
+        expanded = [str(op) for op in meta["expanded"]]
+        zipmaps = {
+            str(name): [lab if isinstance(lab, int | str) else str(lab) for lab in labels]
+            for name, labels in meta["zipmaps"].items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return Rewrite(body, expanded, zipmaps)
+
+
+def main() -> int:
+    """The child: the model on stdin; a JSON line (what was done), then the new model."""
+    done = rewrite(sys.stdin.buffer.read(), sys.argv[1:])
+    if done is None:
+        return NOTHING_TO_DO
+    header = json.dumps({"expanded": done.expanded, "zipmaps": done.zipmaps})
+    sys.stdout.buffer.write(header.encode() + b"\n" + done.model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
