@@ -304,8 +304,10 @@ def run(
         table.add_column(column, overflow="fold")
     for name, array in zip(out_names, arrays, strict=True):
         if isinstance(array, list):  # a ZipMap's maps
-            first = ", ".join(f"{k}: {v:.4g}" for k, v in list(array[0].items())[:4])
-            first = f"[{{{first}}}{', ...' if len(array) > 1 else ''}]" if array else "[]"
+            first = "[]"
+            if array:
+                pairs = ", ".join(f"{k}: {v:.4g}" for k, v in list(array[0].items())[:4])
+                first = f"[{{{pairs}}}{', ...' if len(array) > 1 else ''}]"
             table.add_row(name, "seq(map)", f"[{len(array)}]", "-", "-", "-", first)
             continue
         table.add_row(name, array.dtype.name, str(list(array.shape)), *_summary(array))

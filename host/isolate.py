@@ -385,14 +385,15 @@ class _Export:
         self._checked = func
         self._params = params
         self._results = results
-        if _UNCHECKED:
+        self._fast = _UNCHECKED
+        if self._fast:
             self._func = ctypes.byref(func._func)
             self._raw = (_ffi.wasmtime_val_raw_t * max(params, results, 1))()
 
     def __call__(self, *args: int) -> int | None:
         if len(args) != self._params:
             raise TypeError(f"{self._params} arguments expected, {len(args)} given")
-        if not _UNCHECKED:
+        if not self._fast:
             return self._checked(self._store, *args)
         raw = self._raw
         for i, arg in enumerate(args):
