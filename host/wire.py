@@ -147,13 +147,21 @@ class _Decoder:
         self.pos = end
         return view
 
+    def byte(self) -> int:
+        # The hottest path of a small response: no slice, no int.from_bytes.
+        if self.pos >= len(self.data):
+            raise self.fail("1 bytes announced, 0 left")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
     def uint(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "big")
+        return self.byte() if n == 1 else int.from_bytes(self.take(n), "big")
 
     def value(self, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH:
             raise self.fail("nested too deeply")
-        b = self.uint(1)
+        b = self.byte()
         if b <= 0x7F:
             return b
         if b >= 0xE0:
