@@ -13,7 +13,8 @@
 When the guest refuses a model naming such operators, the session asks for a rewrite
 and loads the result. The model is untrusted and onnx's parser and inliner are C++ over
 it, so `rewrite_isolated` runs them in a child process (`python -m wasmhost.rewrite`)
-under a memory rlimit and a timeout; any failure there only means "no rewrite".
+under a memory rlimit (set by the child itself) and a timeout; any failure there only
+means "no rewrite".
 """
 
 from __future__ import annotations
@@ -146,16 +147,12 @@ def rewrite_isolated(
     if not operators:
         return None
 
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (_CHILD_MEMORY, _CHILD_MEMORY))
-
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "wasmhost.rewrite", *operators],
+            [sys.executable, "-m", "wasmhost.rewrite", str(_CHILD_MEMORY), *operators],
             input=model,
             capture_output=True,
             timeout=min(timeout or _CHILD_SECONDS, _CHILD_SECONDS),
-            preexec_fn=limit,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -176,8 +173,12 @@ def rewrite_isolated(
 
 
 def main() -> int:
-    """The child: the model on stdin; a JSON line (what was done), then the new model."""
-    done = rewrite(sys.stdin.buffer.read(), sys.argv[1:])
+    """The child (`python -m wasmhost.rewrite MEMORY OP...`): the model on stdin; out, a
+    JSON line (what was done), then the new model."""
+    # The child caps itself: a preexec_fn would not be safe with the host's threads.
+    memory = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    done = rewrite(sys.stdin.buffer.read(), sys.argv[2:])
     if done is None:
         return NOTHING_TO_DO
     header = json.dumps({"expanded": done.expanded, "zipmaps": done.zipmaps})
