@@ -11,11 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .limits import Limits
 from .session import InferenceSession, NodeArg
+
+#: Inputs by name, or a function making them from a session's inputs.
+Feeds = dict[str, np.ndarray] | Callable[[list[NodeArg]], dict[str, np.ndarray]]
 
 
 @dataclass
@@ -30,8 +34,7 @@ class Timing:
 
     @property
     def p95(self) -> float:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        return float(np.percentile(self.samples, 95))
 
     @property
     def best(self) -> float:
@@ -67,24 +70,34 @@ def sample_inputs(inputs: list[NodeArg], seed: int = 0) -> dict[str, np.ndarray]
     return feeds
 
 
-def _onnxruntime(model: bytes) -> Callable[[dict[str, np.ndarray]], object] | None:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
+def onnxruntime_session(model: bytes | str | Path) -> Any:
+    """onnxruntime on one thread, CPU provider, logging only fatal errors: the peer that
+    wasmhost's benchmarks and conformance runs measure against.
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+        Exception: whatever onnxruntime raises for a model it cannot load.
+    """
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.log_severity_level = 4
+    opts.log_severity_level = 4  # its refusals are results for the caller, not log noise
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime(model: str | Path) -> Callable[[dict[str, np.ndarray]], object] | None:
     try:
-        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    except Exception:  # onnxruntime cannot run it: there is no peer to show
+        sess = onnxruntime_session(Path(model))
+    except Exception:  # not installed, or it cannot run the model: no peer to show
         return None
     return lambda feeds: sess.run(None, feeds)
 
 
 def bench(
     model: str | Path,
-    feeds: dict[str, np.ndarray] | None = None,
+    feeds: Feeds | None = None,
     rounds: int = 20,
     warmup: int = 3,
     limits: Limits | None = None,
@@ -92,17 +105,20 @@ def bench(
 ) -> BenchResult:
     """Times session creation, the first run (which plans for the shapes) and `rounds`
     runs after `warmup`; onnxruntime's runs interleave with wasmhost's when `compare`.
+    `feeds` is the inputs, or a function making them from the session's inputs (the
+    default: `sample_inputs`).
 
     Raises what `InferenceSession` and its `run` raise.
     """
     start = time.perf_counter()
     session = InferenceSession(model, limits=limits, pool_size=1)
     session_seconds = time.perf_counter() - start
-    feeds = feeds if feeds is not None else sample_inputs(session.get_inputs())
+    if feeds is None or callable(feeds):
+        feeds = (feeds or sample_inputs)(session.get_inputs())
     start = time.perf_counter()
     session.run(None, feeds)
     first_run = time.perf_counter() - start
-    peer = _onnxruntime(Path(model).read_bytes()) if compare else None
+    peer = _onnxruntime(model) if compare else None
     mine, theirs = Timing(), Timing() if peer else None
     for i in range(warmup + rounds):
         start = time.perf_counter()

@@ -356,11 +356,7 @@ def bench_command(
     if rounds < 1 or warmup < 0:
         raise InvalidArgument("--rounds must be at least 1 and --warmup at least 0")
     limits = _limits(memory, timeout, fuel)
-    feeds = None
-    if inputs:
-        probe = InferenceSession(model, limits=limits, pool_size=1)
-        feeds = map_inputs(inputs, probe.get_inputs())
-        probe.close()
+    feeds = (lambda args: map_inputs(inputs, args)) if inputs else None
     result = bench(model, feeds, rounds, warmup, limits, compare)
     ms = 1e3
     if as_json:

@@ -43,6 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 import wasmhost
+from wasmhost.bench import Timing, onnxruntime_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ORTWEB = Path(__file__).resolve().parent / "ortweb"
@@ -143,13 +144,7 @@ class OrtRunner:
     name = "onnxruntime-1t"
 
     def load(self, path: Path, feeds: dict[str, np.ndarray]) -> None:
-        import onnxruntime as ort
-
-        ort.set_default_logger_severity(3)  # not the light models' unused-initializer warnings
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime_session(path)
         self.feeds = feeds
 
     def run(self) -> float:
@@ -271,19 +266,6 @@ class Case:
     feeds: dict[str, np.ndarray]
     kind: str  # "model" (latency table and ratios), "tiny" or "identity"
     calls: int = 1  # timed calls per engine per round
-
-
-@dataclass
-class Timing:
-    samples: list[float] = field(default_factory=list)  # seconds
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.samples))
-
-    @property
-    def p95(self) -> float:
-        return float(np.percentile(self.samples, 95))
 
 
 _NP_TYPES = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64}
