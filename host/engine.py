@@ -39,6 +39,11 @@ ABI_FUNCTIONS = {
     "wh_result_ptr": (0, 1),
     "wh_result_len": (0, 1),
 }
+#: Exports a guest may add: the host uses them when present.
+OPTIONAL_FUNCTIONS = {
+    # The address of the last response's (address, length): two calls fewer per run.
+    "wh_result_cell": (0, 1),
+}
 ABI_EXPORTS = ("memory", *ABI_FUNCTIONS)
 MODULE_NAME = "tract_onnx.wasm"
 
@@ -205,7 +210,9 @@ class Engine:
             raise GuestProtocolError("the guest's export `memory` is not a memory")
         # Checked once here, so that isolates may call them through the unchecked path.
         i32 = wasmtime.ValType.i32()
-        for name, (params, results) in ABI_FUNCTIONS.items():
+        for name, (params, results) in (ABI_FUNCTIONS | OPTIONAL_FUNCTIONS).items():
+            if name not in exports:
+                continue  # only optional ones: the required were checked above
             ty = exports[name]
             if not (
                 isinstance(ty, wasmtime.FuncType)

@@ -13,6 +13,7 @@ import atexit
 import ctypes
 import math
 import re
+import struct
 import threading
 import time
 import weakref
@@ -31,7 +32,14 @@ except ImportError:
     _UNCHECKED = False
 
 from . import wire
-from .engine import ABI_FUNCTIONS, ABI_VERSION, TICK_SECONDS, Engine, EngineConfig
+from .engine import (
+    ABI_FUNCTIONS,
+    ABI_VERSION,
+    OPTIONAL_FUNCTIONS,
+    TICK_SECONDS,
+    Engine,
+    EngineConfig,
+)
 from .errors import (
     FuelExhausted,
     GuestCrash,
@@ -45,6 +53,8 @@ from .errors import (
 )
 from .limits import Limits, format_size
 
+#: `wh_result_cell`'s layout: the last response's address and length.
+_CELL = struct.Struct("<II")
 #: Request buffers up to this size stay allocated in the guest between calls.
 _KEEP_BUFFER = 1 << 20
 #: Fuel given to `_initialize` and ABI checks when runs are metered (tract's start-up).
@@ -159,6 +169,7 @@ class Isolate:
         self.dead = False
         self.last_stats: RunStats | None = None
         self._buffer = (0, 0)  # (guest pointer, capacity) of the kept request buffer
+        self._last_span = (0, 0)  # guest memory as the last call left it (see `_span`)
         self.stdout = _Capture(int(limits.max_stdio))
         self.stderr = _Capture(int(limits.max_stdio))
         self.store = wasmtime.Store(self.engine.wasmtime)
@@ -186,7 +197,9 @@ class Isolate:
         self.memory = exports["memory"]
         _expect_type(self.memory, wasmtime.Memory, "memory")
         self._fn: dict[str, _Export] = {}
-        for name, (params, results) in ABI_FUNCTIONS.items():
+        for name, (params, results) in (ABI_FUNCTIONS | OPTIONAL_FUNCTIONS).items():
+            if name in OPTIONAL_FUNCTIONS and exports.get(name) is None:
+                continue
             _expect_type(exports[name], wasmtime.Func, name)
             self._fn[name] = _Export(self.store, exports[name], params, results)
         self._guard(self._fn["_initialize"], "initializing the guest")
@@ -194,6 +207,11 @@ class Isolate:
         if version != ABI_VERSION:
             self.dead = True
             raise GuestProtocolError(f"the guest speaks ABI {version!r}, the host {ABI_VERSION}")
+        self._cell: int | None = None
+        if "wh_result_cell" in self._fn:
+            cell = self._guard(self._fn["wh_result_cell"], "asking for its result cell")
+            self._base(cell, _CELL.size)  # memory never shrinks: in bounds now, always
+            self._cell = cell & 0xFFFFFFFF
         request = wire.encode_load(model, self.limits.plan_cache)
         self.signature = wire.load_result(self._call("wh_load", request, "loading"))
 
@@ -214,7 +232,8 @@ class Isolate:
             GuestProtocolError: the guest broke ABI v1.
         """
         response = self._call("wh_run", wire.encode_run(inputs, outputs), "running the model")
-        return [view.to_array() for view in wire.run_result(response, outputs)]
+        views = wire.run_result(response, outputs, self._payload)
+        return [view.to_array() for view in views]
 
     def _call(self, fn: str, request: list[wire.Segment], what: str) -> dict:
         if self.dead:
@@ -229,13 +248,16 @@ class Isolate:
         status = self._guard(lambda: self._fn[fn](ptr, size), what)
         if self._buffer[1] > _KEEP_BUFFER:
             self._free_buffer(what)
-        rptr = self._guard(self._fn["wh_result_ptr"], what)
-        rlen = self._guard(self._fn["wh_result_len"], what)
-        response = wire.decode(self._view(rptr, rlen))
+        if self._cell is None:
+            rptr = self._guard(self._fn["wh_result_ptr"], what)
+            rlen = self._guard(self._fn["wh_result_len"], what)
+            span = self._last_span = self._span()
+        else:
+            span = self._last_span = self._span()
+            rptr, rlen = _CELL.unpack(ctypes.string_at(span[0] + self._cell, _CELL.size))
+        response = wire.decode(self._view(rptr, rlen, span))
         consumed = None if fuel is None else fuel - self.store.get_fuel()
-        self.last_stats = RunStats(
-            time.perf_counter() - start, consumed, self.memory.data_len(self.store)
-        )
+        self.last_stats = RunStats(time.perf_counter() - start, consumed, span[1])
         if status != 0:
             err = wire.error_of(response)
             raise _ERRORS.get(err.code, GuestProtocolError)(
@@ -319,9 +341,17 @@ class Isolate:
 
     # --- memory -----------------------------------------------------------
 
-    def _base(self, ptr: int, length: int) -> int:
+    def _span(self) -> tuple[int, int]:
+        """The host address and size of guest memory, valid until the next guest call
+        (which may grow it, and move it)."""
+        return (
+            ctypes.addressof(self.memory.data_ptr(self.store).contents),
+            self.memory.data_len(self.store),
+        )
+
+    def _base(self, ptr: int, length: int, span: tuple[int, int] | None = None) -> int:
         """The host address of guest range [ptr, ptr+length), bounds-checked."""
-        size = self.memory.data_len(self.store)
+        base, size = span or self._span()
         if not (isinstance(ptr, int) and isinstance(length, int)):
             raise GuestProtocolError("the guest returned a non-integer pointer or length")
         # ABI integers are i32: read them as unsigned addresses.
@@ -332,7 +362,7 @@ class Isolate:
             raise GuestProtocolError(
                 f"the guest pointed at bytes {ptr}..{ptr + length}, past its memory ({size})"
             )
-        return ctypes.addressof(self.memory.data_ptr(self.store).contents) + ptr
+        return base + ptr
 
     def _write(self, ptr: int, size: int, segments: list[wire.Segment]) -> None:
         address = self._base(ptr, size)
@@ -346,9 +376,13 @@ class Isolate:
                 ctypes.memmove(address, seg, n)
             address += n
 
-    def _view(self, ptr: int, length: int) -> memoryview:
+    def _payload(self, data: wire.GuestBytes) -> memoryview:
+        """An output the last call left in guest memory (`_span` is still valid)."""
+        return self._view(data.address, data.length, self._last_span)
+
+    def _view(self, ptr: int, length: int, span: tuple[int, int]) -> memoryview:
         """A view of guest memory; valid until the next guest call."""
-        address = self._base(ptr, length)
+        address = self._base(ptr, length, span)
         if length & 0xFFFFFFFF == 0:
             return memoryview(b"")
         return memoryview((ctypes.c_ubyte * (length & 0xFFFFFFFF)).from_address(address))

@@ -2,16 +2,17 @@
 
 Requests are built as *segments*: small msgpack headers as bytes and tensor
 payloads as the caller's arrays, so that the isolate copies each payload
-straight into guest memory, once. Responses are parsed by a small decoder of
-our own that trusts nothing: it bounds nesting and lengths, checks every type,
-and returns binary fields as views into the response (no copy), so that each
-output tensor is copied once, into its final array.
+straight into guest memory, once. Responses are small: output payloads stay in
+guest memory and the response points at them (`GuestBytes`), so that each output
+is copied once, into its final array. Responses are parsed by msgpack's C decoder
+held to their size, then validated field by field: the host trusts nothing.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,6 @@ DTYPES = frozenset(
     ]
 )
 MAX_RANK = 64
-_MAX_DEPTH = 8
 # numpy computes dtype.name in Python each time, a measurable part of a tiny run.
 _NAMES = {np.dtype(name).newbyteorder(order): name for name in DTYPES for order in "<>"}
 
@@ -105,136 +105,82 @@ def encode_load(model: bytes, plan_cache: int) -> list[Segment]:
     return s.finish()
 
 
+#: Tensor headers (name, dtype, shape -> msgpack) already packed: a session sends the
+#: same few again and again. Bounded: a caller cycling through shapes only misses.
+_HEADERS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+_MAX_HEADERS = 1024
+
+
+def _tensor_header(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
+    """A tensor map up to its `data` key: 4 entries, name, dtype and shape."""
+    key = (name, dtype, shape)
+    header = _HEADERS.get(key)
+    if header is None:
+        pack = msgpack.Packer(use_bin_type=True).pack
+        header = b"\x84" + b"".join(
+            pack(v) for v in ("name", name, "dtype", dtype, "shape", list(shape), "data")
+        )
+        if len(_HEADERS) < _MAX_HEADERS:
+            _HEADERS[key] = header
+    return header
+
+
 def encode_run(inputs: list[tuple[str, np.ndarray]], outputs: list[str] | None) -> list[Segment]:
     """A run request; arrays must be C-contiguous, native-endian, of a dtype in DTYPES."""
     s = _Segments()
-    s.raw(b"\x82")
-    s.pack("inputs")
+    s.raw(b"\x82\xa6inputs")
     s.array_header(len(inputs))
     for name, array in inputs:
-        s.raw(b"\x84")
-        s.pack("name")
-        s.pack(name)
-        s.pack("dtype")
-        s.pack(dtype_name(array.dtype))
-        s.pack("shape")
-        s.pack([int(d) for d in array.shape])
-        s.pack("data")
+        s.raw(_tensor_header(name, dtype_name(array.dtype), array.shape))
         s.payload(array)
-    s.pack("outputs")
+    s.raw(b"\xa7outputs")
     s.pack(outputs)
     return s.finish()
 
 
 # --- responses ---------------------------------------------------------------
 
+#: The msgpack ext type of a payload the guest left in its own memory: 8 bytes, its
+#: address and length as little-endian u32s (docs/guest-abi.md).
+EXT_GUEST_BYTES = 1
+_ADDRESS_AND_LENGTH = struct.Struct("<II")
 
-class _Decoder:
-    """msgpack, the subset the guest speaks, over a memoryview; bins stay views."""
 
-    def __init__(self, data: memoryview) -> None:
-        self.data = data
-        self.pos = 0
+@dataclass(frozen=True)
+class GuestBytes:
+    """A payload left in guest memory: `length` bytes at guest address `address`, valid
+    until the next guest call. Nothing is checked yet: the isolate bounds-checks it."""
 
-    def fail(self, why: str) -> GuestProtocolError:
-        return GuestProtocolError(f"malformed guest response at byte {self.pos}: {why}")
+    address: int
+    length: int
 
-    def take(self, n: int) -> memoryview:
-        end = self.pos + n
-        if end > len(self.data):
-            raise self.fail(f"{n} bytes announced, {len(self.data) - self.pos} left")
-        view = self.data[self.pos : end]
-        self.pos = end
-        return view
 
-    def byte(self) -> int:
-        # The hottest path of a small response: no slice, no int.from_bytes.
-        if self.pos >= len(self.data):
-            raise self.fail("1 bytes announced, 0 left")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def uint(self, n: int) -> int:
-        return self.byte() if n == 1 else int.from_bytes(self.take(n), "big")
-
-    def value(self, depth: int = 0) -> Any:
-        if depth > _MAX_DEPTH:
-            raise self.fail("nested too deeply")
-        b = self.byte()
-        if b <= 0x7F:
-            return b
-        if b >= 0xE0:
-            return b - 0x100
-        if 0x80 <= b <= 0x8F:
-            return self.map(b & 0x0F, depth)
-        if 0x90 <= b <= 0x9F:
-            return self.array(b & 0x0F, depth)
-        if 0xA0 <= b <= 0xBF:
-            return self.str(b & 0x1F)
-        match b:
-            case 0xC0:
-                return None
-            case 0xC2:
-                return False
-            case 0xC3:
-                return True
-            case 0xC4 | 0xC5 | 0xC6:
-                return self.take(self.uint(1 << (b - 0xC4)))
-            case 0xCA:
-                return struct.unpack(">f", self.take(4))[0]
-            case 0xCB:
-                return struct.unpack(">d", self.take(8))[0]
-            case 0xCC | 0xCD | 0xCE | 0xCF:
-                return self.uint(1 << (b - 0xCC))
-            case 0xD0 | 0xD1 | 0xD2 | 0xD3:
-                n = 1 << (b - 0xD0)
-                return int.from_bytes(self.take(n), "big", signed=True)
-            case 0xD9 | 0xDA | 0xDB:
-                return self.str(self.uint(1 << (b - 0xD9)))
-            case 0xDC | 0xDD:
-                return self.array(self.uint(2 if b == 0xDC else 4), depth)
-            case 0xDE | 0xDF:
-                return self.map(self.uint(2 if b == 0xDE else 4), depth)
-        raise self.fail(f"unsupported msgpack type 0x{b:02x}")
-
-    def str(self, n: int) -> str:
-        try:
-            return str(self.take(n), "utf-8")
-        except UnicodeDecodeError as e:
-            raise self.fail("a string is not UTF-8") from e
-
-    def array(self, n: int, depth: int) -> list:
-        # Each element takes a byte at least: refuse counts the data cannot hold
-        # before allocating anything for them.
-        if n > len(self.data) - self.pos:
-            raise self.fail(f"array of {n} items in {len(self.data) - self.pos} bytes")
-        return [self.value(depth + 1) for _ in range(n)]
-
-    def map(self, n: int, depth: int) -> dict:
-        if 2 * n > len(self.data) - self.pos:
-            raise self.fail(f"map of {n} entries in {len(self.data) - self.pos} bytes")
-        out = {}
-        for _ in range(n):
-            key = self.value(depth + 1)
-            if not isinstance(key, str):
-                raise self.fail("a map key is not a string")
-            out[key] = self.value(depth + 1)
-        return out
+def _ext(code: int, data: bytes) -> GuestBytes:
+    if code != EXT_GUEST_BYTES or len(data) != _ADDRESS_AND_LENGTH.size:
+        raise GuestProtocolError(f"malformed guest response: ext type {code} of {len(data)} bytes")
+    return GuestBytes(*_ADDRESS_AND_LENGTH.unpack(data))
 
 
 def decode(data: memoryview | bytes) -> dict:
     """Parses one response: a map with string keys, nothing after it.
 
+    msgpack's C decoder, held to the response's own size: every length it announces
+    is checked against the bytes left, nesting is bounded, map keys must be strings.
+    Payloads come as `bytes` (inline) or `GuestBytes` (left in guest memory).
+
     Raises:
         GuestProtocolError: the bytes are not such a message.
     """
-    d = _Decoder(memoryview(data).cast("B"))
-    value = d.value()
-    if d.pos != len(d.data):
-        raise d.fail(f"{len(d.data) - d.pos} bytes after the message")
-    if not isinstance(value, dict):
-        raise GuestProtocolError("malformed guest response: not a map")
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_ext)
+    except GuestProtocolError:
+        raise
+    except Exception as e:  # msgpack raises ValueError subclasses, and TypeError for keys
+        raise GuestProtocolError(
+            f"malformed guest response: {type(e).__name__}: {str(e)[:200]}"
+        ) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise GuestProtocolError("malformed guest response: not a map with string keys")
     return value
 
 
@@ -339,26 +285,29 @@ def load_result(response: dict) -> LoadResult:
 
 @dataclass(frozen=True)
 class TensorView:
-    """An output as the guest returned it: `data` still points into guest memory."""
+    """An output as the guest returned it: `data` may still point into guest memory."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
-    data: memoryview
+    data: memoryview | bytes
 
     def to_array(self) -> np.ndarray:
-        """Copies the tensor out of guest memory into a new, writable array."""
-        raw = np.frombuffer(self.data, dtype=np.uint8)
+        """Copies the tensor (out of guest memory) into a new, writable array."""
         if self.dtype == np.bool_:
             # A byte other than 0 or 1 is not a valid numpy bool: normalise, never copy raw.
-            return (raw != 0).reshape(self.shape)
-        out = np.empty(self.shape, dtype=self.dtype)
-        out.reshape(-1).view(np.uint8)[:] = raw
-        return out
+            return (np.frombuffer(self.data, dtype=np.uint8) != 0).reshape(self.shape)
+        # run_result checked the length: a whole number of items, as many as the shape holds.
+        return np.frombuffer(self.data, dtype=self.dtype).reshape(self.shape).copy()
 
 
-def run_result(response: dict, expected_names: list[str]) -> list[TensorView]:
+def run_result(
+    response: dict,
+    expected_names: list[str],
+    resolve: Callable[[GuestBytes], memoryview],
+) -> list[TensorView]:
     """Validates a run response: the outputs asked for, each consistent with its shape.
+    `resolve` maps a payload left in guest memory to a view of it (bounds-checked).
 
     Raises:
         GuestProtocolError: a field is missing, inconsistent or not what was asked for.
@@ -384,12 +333,15 @@ def run_result(response: dict, expected_names: list[str]) -> list[TensorView]:
             f"output '{name}' has a bad shape",
         )
         data = t.get("data")
-        _expect(isinstance(data, memoryview), f"output '{name}' data is not binary")
+        _expect(isinstance(data, bytes | GuestBytes), f"output '{name}' data is not binary")
         np_dtype = np.dtype(dtype)
         nbytes = math.prod(shape) * np_dtype.itemsize
+        size = data.length if isinstance(data, GuestBytes) else len(data)
         _expect(
-            nbytes == len(data),
-            f"output '{name}' of shape {shape} {dtype} needs {nbytes} bytes, has {len(data)}",
+            nbytes == size,
+            f"output '{name}' of shape {shape} {dtype} needs {nbytes} bytes, has {size}",
         )
+        if isinstance(data, GuestBytes):
+            data = resolve(data)
         views.append(TensorView(name, np_dtype, tuple(shape), data))
     return views

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ ABI_EXPORTS = {
     "wh_run",
     "wh_result_ptr",
     "wh_result_len",
+    "wh_result_cell",
 }
 
 
@@ -66,8 +68,17 @@ class RawGuest:
         self.exports["wh_free"](self.store, ptr, len(payload))
         rptr = self.exports["wh_result_ptr"](self.store)
         rlen = self.exports["wh_result_len"](self.store)
+        # The result cell names the same response.
+        cell = self.exports["wh_result_cell"](self.store)
+        assert struct.unpack("<II", self.memory.read(self.store, cell, cell + 8)) == (rptr, rlen)
         raw = self.memory.read(self.store, rptr, rptr + rlen)
-        return status, msgpack.unpackb(raw, raw=False)
+        return status, msgpack.unpackb(raw, raw=False, ext_hook=self._guest_bytes)
+
+    def _guest_bytes(self, code: int, data: bytes) -> bytes:
+        """An output payload the guest left in its memory (ext type 1): read it there."""
+        assert code == 1 and len(data) == 8
+        address, length = struct.unpack("<II", data)
+        return self.memory.read(self.store, address, address + length)
 
 
 def tensor(name: str, a: np.ndarray) -> dict:

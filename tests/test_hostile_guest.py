@@ -6,14 +6,25 @@ unbounded allocation or another exception.
 
 from __future__ import annotations
 
+import struct
+
 import msgpack
 import numpy as np
 import pytest
-from guests import RUN_OK, guest, wat_bytes
+from guests import LOAD_AT, LOAD_OK, RUN_AT, RUN_OK, guest, wat_bytes
 
 import wasmhost
 
 X = {"x": np.ones(2, np.float32)}
+
+
+def _ref(address: int, length: int) -> msgpack.ExtType:
+    """An output payload left in guest memory (ABI v1's ext type 1)."""
+    return msgpack.ExtType(1, struct.pack("<II", address, length))
+
+
+def _run_with_data(data: object) -> bytes:
+    return msgpack.packb({"outputs": [{**RUN_OK["outputs"][0], "data": data}]})
 
 
 def test_a_well_behaved_fake_guest_works(use_guest):
@@ -21,6 +32,13 @@ def test_a_well_behaved_fake_guest_works(use_guest):
     assert [i.name for i in sess.get_inputs()] == ["x"]
     (y,) = sess.run(None, X)
     np.testing.assert_array_equal(y, np.zeros(2, np.float32))
+
+
+def test_outputs_left_in_guest_memory_are_read_there(use_guest):
+    # The run response's own bytes, read as two float32s, from where the guest keeps them.
+    run = _run_with_data(_ref(RUN_AT, 8))
+    (y,) = use_guest(guest(run=run)).run(None, X)
+    np.testing.assert_array_equal(y, np.frombuffer(run[:8], np.float32))
 
 
 @pytest.mark.parametrize(
@@ -46,7 +64,12 @@ def test_result_out_of_bounds(use_guest, ptr, length):
         (None, msgpack.packb({"outputs": [{**RUN_OK["outputs"][0], "shape": [3]}]}), "needs 12"),
         (None, msgpack.packb({"outputs": [{**RUN_OK["outputs"][0], "dtype": "obj"}]}), "dtype"),
         (None, msgpack.packb({"outputs": []}), "0 outputs returned"),
-        (None, b"\xdd\xff\xff\xff\xff", "array of"),
+        (None, b"\xdd\xff\xff\xff\xff", "malformed"),
+        (None, _run_with_data(_ref(131070, 8)), "past its memory"),
+        (None, _run_with_data(_ref(0xFFFFFFFF, 8)), "past its memory"),
+        (None, _run_with_data(_ref(0, 4)), "needs 8 bytes, has 4"),
+        (None, _run_with_data(msgpack.ExtType(1, bytes(9))), "ext type 1 of 9 bytes"),
+        (None, _run_with_data(msgpack.ExtType(7, bytes(8))), "ext type 7"),
     ],
 )
 def test_malformed_responses(use_guest, load, run, message):
@@ -163,3 +186,41 @@ def test_the_checked_call_path_gives_the_same_results(use_guest, monkeypatch):
     np.testing.assert_array_equal(y, np.zeros(2, np.float32))
     with pytest.raises(wasmhost.GuestCrash):
         use_guest(guest(initialize="unreachable"))
+
+
+def _cell(address: str, data: str = "") -> str:
+    return f'(func (export "wh_result_cell") (result i32) {address}) {data}'
+
+
+def test_a_result_cell_is_where_the_host_finds_responses(use_guest):
+    # The cell, a static (address, length) that the host reads instead of calling
+    # wh_result_ptr and wh_result_len: here it always names the load response.
+    load = msgpack.packb(LOAD_OK)
+    cell = struct.pack("<II", LOAD_AT, len(load))
+    wat = guest(
+        result_ptr="unreachable",
+        result_len="unreachable",
+        extra=_cell("i32.const 512", f'(data (i32.const 512) "{wat_bytes(cell)}")'),
+    )
+    sess = use_guest(wat)
+    assert [i.name for i in sess.get_inputs()] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (_cell("i32.const 131068"), "past its memory"),  # the cell itself runs off the end
+        (_cell("i32.const -8"), "past its memory"),
+        (
+            _cell(
+                "i32.const 512",
+                f'(data (i32.const 512) "{wat_bytes(struct.pack("<II", 131000, 100))}")',
+            ),
+            "past its memory",
+        ),
+        ('(func (export "wh_result_cell") (param i32) (result i32) i32.const 0)', "wh_result_cell"),
+    ],
+)
+def test_bad_result_cells(use_guest, cell, message):
+    with pytest.raises(wasmhost.GuestProtocolError, match=message):
+        use_guest(guest(extra=cell))

@@ -283,3 +283,66 @@ def test_shape_output_is_int64_and_quantized_output_is_its_storage_type(rng):
     assert_outputs_equal(
         wasmhost.InferenceSession(quant).run(None, {"x": x}), reference(quant, {"x": x})
     )
+
+
+def lrn_reference(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """ONNX's LRN definition, in float64: the oracle for dtypes onnxruntime lacks."""
+    # ONNX attributes are float32: so are alpha, beta and bias, whatever the tensor type.
+    alpha, beta, bias = (float(np.float32(v)) for v in (alpha, beta, bias))
+    x64 = x.astype(np.float64)
+    square_sum = np.zeros_like(x64)
+    channels = x.shape[1]
+    for c in range(channels):
+        lo, hi = max(0, c - (size - 1) // 2), min(channels - 1, c + (size) // 2)
+        square_sum[:, c] = (x64[:, lo : hi + 1] ** 2).sum(axis=1)
+    return (x64 / (bias + alpha / size * square_sum) ** beta).astype(x.dtype)
+
+
+def lrn_model(elem: int, shape: list[int], **attrs) -> bytes:
+    return make_model(
+        [helper.make_node("LRN", ["x"], ["y"], **attrs)],
+        [vi("x", elem, shape)],
+        [vi("y", elem, shape)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "attrs"),
+    [
+        ([1, 96, 13, 11], {"size": 5, "alpha": 5e-4, "beta": 0.75, "bias": 2.0}),  # zfnet512's
+        ([2, 7, 5, 3], {"size": 3}),  # ONNX's defaults: beta 0.75, bias 1
+        ([1, 6, 4, 4], {"size": 4, "alpha": 0.5, "beta": 0.5, "bias": 0.25}),  # even window
+        ([1, 3, 9], {"size": 7, "alpha": 2.0, "beta": 1.3, "bias": 1.0}),  # wider than C
+        ([3, 5], {"size": 2, "beta": 0.75}),  # no spatial dims
+        ([2, 4, 2, 3, 2], {"size": 3, "alpha": 1e-2, "beta": 0.9}),  # 3-d images
+    ],
+)
+def test_lrn_matches_onnxruntime(rng, shape, attrs):
+    # The guest's own LRN (wasm_modules/tract_onnx/src/lrn.rs), not tract's.
+    model = lrn_model(TensorProto.FLOAT, shape, **attrs)
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    (got,) = wasmhost.InferenceSession(model).run(None, {"x": x})
+    if len(shape) == 4 and attrs["size"] % 2:  # onnxruntime's LRN: images, odd windows
+        assert_outputs_equal([got], reference(model, {"x": x}), rtol=2e-6, atol=1e-7)
+    defaults = {"alpha": 1e-4, "beta": 0.75, "bias": 1.0, **attrs}
+    np.testing.assert_allclose(got, lrn_reference(x, **defaults), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("elem", "dtype", "rtol"), [(11, np.float64, 1e-12), (10, np.float16, 2e-3)]
+)
+def test_lrn_in_other_float_types(rng, elem, dtype, rtol):
+    attrs = {"size": 3, "alpha": 0.1, "beta": 0.75, "bias": 1.5}
+    x = rng.standard_normal((1, 5, 4, 4)).astype(dtype)
+    (got,) = wasmhost.InferenceSession(lrn_model(elem, [1, 5, 4, 4], **attrs)).run(None, {"x": x})
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, lrn_reference(x, **attrs), rtol=rtol, atol=rtol)
+
+
+def test_lrn_of_an_empty_batch_and_a_bad_size():
+    model = lrn_model(TensorProto.FLOAT, ["n", 4, 2], size=3)
+    (got,) = wasmhost.InferenceSession(model).run(None, {"x": np.zeros((0, 4, 2), np.float32)})
+    assert got.shape == (0, 4, 2)
+    bad = lrn_model(TensorProto.FLOAT, [1, 4, 2], size=0)
+    with pytest.raises(wasmhost.InvalidModel, match="LRN size"):
+        wasmhost.InferenceSession(bad)

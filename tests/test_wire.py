@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 
 import msgpack
 import numpy as np
@@ -32,6 +33,9 @@ def test_run_request_is_standard_msgpack():
     assert (ta["name"], ta["dtype"], ta["shape"]) == ("a", "float32", [3, 100])
     assert ta["data"] == a.tobytes()
     assert (tb["dtype"], tb["shape"], tb["data"]) == ("bool", [], b"\x01")
+    # Headers are cached per (name, dtype, shape): the same name with another shape differs.
+    again = msgpack.unpackb(joined(wire.encode_run([("a", a.reshape(100, 3))], None)))
+    assert again["inputs"][0]["shape"] == [100, 3] and again["outputs"] is None
 
 
 @pytest.mark.parametrize("n", [0, 255, 256, 65535, 65536, 1 << 20])
@@ -57,12 +61,41 @@ def test_decoder_agrees_with_msgpack():
     assert decoded == doc
 
 
+def _guest_memory(data: wire.GuestBytes) -> memoryview:
+    """Stands in for an isolate's memory: 64 bytes counting up from 0."""
+    if data.address + data.length > 64:
+        raise wasmhost.GuestProtocolError("past memory")
+    return memoryview(bytes(range(64)))[data.address : data.address + data.length]
+
+
+def _ref(address: int, length: int) -> msgpack.ExtType:
+    return msgpack.ExtType(wire.EXT_GUEST_BYTES, struct.pack("<II", address, length))
+
+
+def test_payloads_left_in_guest_memory():
+    doc = {"outputs": [{"name": "y", "dtype": "uint8", "shape": [2, 3], "data": _ref(4, 6)}]}
+    response = wire.decode(msgpack.packb(doc))
+    assert response["outputs"][0]["data"] == wire.GuestBytes(4, 6)
+    (view,) = wire.run_result(response, ["y"], _guest_memory)
+    np.testing.assert_array_equal(view.to_array(), [[4, 5, 6], [7, 8, 9]])
+    doc["outputs"][0]["data"] = _ref(60, 6)
+    with pytest.raises(wasmhost.GuestProtocolError, match="past memory"):
+        wire.run_result(wire.decode(msgpack.packb(doc)), ["y"], _guest_memory)
+    doc["outputs"][0]["data"] = _ref(0, 5)
+    with pytest.raises(wasmhost.GuestProtocolError, match="needs 6 bytes, has 5"):
+        wire.run_result(wire.decode(msgpack.packb(doc)), ["y"], _guest_memory)
+    for ext in (msgpack.ExtType(2, bytes(8)), msgpack.ExtType(1, bytes(7))):
+        doc["outputs"][0]["data"] = ext
+        with pytest.raises(wasmhost.GuestProtocolError, match="ext type"):
+            wire.decode(msgpack.packb(doc))
+
+
 def test_run_result_validation():
     def response(**tensor):
         base = {"name": "y", "dtype": "float32", "shape": [2], "data": b"\x00" * 8}
         return wire.decode(msgpack.packb({"outputs": [{**base, **tensor}]}))
 
-    (view,) = wire.run_result(response(), ["y"])
+    (view,) = wire.run_result(response(), ["y"], _guest_memory)
     out = view.to_array()
     assert out.shape == (2,) and out.flags.writeable
     bad = [
@@ -78,14 +111,14 @@ def test_run_result_validation():
     ]
     for fields, message in bad:
         with pytest.raises(wasmhost.GuestProtocolError, match=message):
-            wire.run_result(response(**fields), ["y"])
+            wire.run_result(response(**fields), ["y"], _guest_memory)
     with pytest.raises(wasmhost.GuestProtocolError, match="asked for"):
-        wire.run_result(response(), ["y", "z"])
+        wire.run_result(response(), ["y", "z"], _guest_memory)
 
 
 def test_bool_outputs_are_normalised():
     doc = {"outputs": [{"name": "m", "dtype": "bool", "shape": [3], "data": b"\x00\x02\xff"}]}
-    (view,) = wire.run_result(wire.decode(msgpack.packb(doc)), ["m"])
+    (view,) = wire.run_result(wire.decode(msgpack.packb(doc)), ["m"], _guest_memory)
     np.testing.assert_array_equal(view.to_array(), [False, True, True])
 
 
@@ -118,7 +151,7 @@ def test_load_result_validation():
         b"\xc6\xff\xff\xff\xff",  # a 4 GiB bin in 5 bytes
         b"\xdd\xff\xff\xff\xff",  # an array of 4 G items
         b"\xdf\x7f\xff\xff\xff",  # a map of 2 G entries
-        b"\x91" * 100 + b"\xc0",  # nested 100 deep
+        b"\x91" * 5000 + b"\xc0",  # nested 5000 deep
         b"\x81\x01\x02",  # a non-string key
         b"\x81\xa1a\xc1",  # a reserved byte
         b"\xa2\xff\xfe",  # not UTF-8
@@ -135,7 +168,7 @@ def _consume(data: bytes) -> None:
     response = wire.decode(data)
     for check in (
         lambda: wire.load_result(response),
-        lambda: [v.to_array() for v in wire.run_result(response, ["y"])],
+        lambda: [v.to_array() for v in wire.run_result(response, ["y"], _guest_memory)],
         lambda: wire.error_of(response),
     ):
         with contextlib.suppress(wasmhost.GuestProtocolError):
@@ -155,7 +188,9 @@ msgpack_values = st.recursive(
     | st.integers(-(2**63), 2**64 - 1)
     | st.floats()
     | st.text()
-    | st.binary(max_size=64),
+    | st.binary(max_size=64)
+    | st.builds(_ref, st.integers(0, 80), st.integers(0, 80))
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=12)),
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(

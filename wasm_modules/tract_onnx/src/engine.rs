@@ -263,7 +263,8 @@ impl Loaded {
             .graph
             .as_ref()
             .ok_or_else(|| GuestError::invalid_model("not an ONNX model: it has no graph"))?;
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        crate::lrn::register(&mut onnx);
         let mut ops = BTreeMap::new();
         let mut missing = vec![];
         check_graph(&onnx, graph, true, &mut ops, &mut missing)?;
@@ -429,7 +430,9 @@ impl Loaded {
         Ok(())
     }
 
-    pub fn run(&mut self, req: &RunRequest, out: &mut Vec<u8>) -> GuestResult<()> {
+    /// Runs the model and writes the response to `out`; the outputs' payloads stay in
+    /// `kept`, which the response points into, until the caller clears it.
+    pub fn run(&mut self, req: &RunRequest, out: &mut Vec<u8>, kept: &mut Vec<Tensor>) -> GuestResult<()> {
         let n = self.inputs.len();
         let mut by_index: Vec<Option<&wire::TensorIn>> = vec![None; n];
         for t in &req.inputs {
@@ -474,16 +477,17 @@ impl Loaded {
             GuestError::invalid_input(format!("running the model failed: {}", chain(&e)))
         })?;
         // Convert all before writing any, so that an error leaves no half response.
-        let mut converted = Vec::with_capacity(results.len());
+        let mut dtypes = Vec::with_capacity(results.len());
         for (name, value) in names.iter().zip(results) {
-            converted.push(output_tensor(name, value)?);
+            let (dtype, tensor) = output_tensor(name, value)?;
+            dtypes.push(dtype);
+            kept.push(tensor);
         }
-        wire::begin_run_response(out, converted.len());
-        for (name, (dtype, tensor)) in names.iter().zip(&converted) {
+        wire::begin_run_response(out, kept.len());
+        for ((name, dtype), tensor) in names.iter().zip(&dtypes).zip(kept.iter()) {
             let bytes = tensor.as_bytes();
-            wire::encode_tensor(out, name, dtype, tensor.shape(), bytes.len(), |room| {
-                room.copy_from_slice(bytes)
-            });
+            // Guest addresses and lengths are wasm32's: they fit a u32.
+            wire::encode_tensor(out, name, dtype, tensor.shape(), bytes.as_ptr() as usize as u32, bytes.len() as u32);
         }
         Ok(())
     }

@@ -6,11 +6,16 @@ pub mod wire;
 
 #[cfg(feature = "engine")]
 mod engine;
+#[cfg(feature = "engine")]
+mod lrn;
 
 #[cfg(feature = "engine")]
 mod abi {
     use std::alloc::{alloc, dealloc, Layout};
     use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tract_onnx::prelude::Tensor;
 
     use crate::engine::Loaded;
     use crate::wire::{self, GuestError, GuestResult, LoadRequest, RunRequest};
@@ -18,11 +23,19 @@ mod abi {
     struct Guest {
         loaded: Option<Loaded>,
         result: Vec<u8>,
+        /// The last run's outputs, which its response points into.
+        outputs: Vec<Tensor>,
     }
 
     thread_local! {
-        static GUEST: RefCell<Guest> = const { RefCell::new(Guest { loaded: None, result: Vec::new() }) };
+        static GUEST: RefCell<Guest> = const {
+            RefCell::new(Guest { loaded: None, result: Vec::new(), outputs: Vec::new() })
+        };
     }
+
+    /// The last response's address and length, where the host reads them without two
+    /// calls (`wh_result_cell`). Atomics only for a safe static: the guest has one thread.
+    static RESULT_CELL: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
 
     fn layout(len: usize) -> Option<Layout> {
         Layout::from_size_align(len.max(1), 8).ok()
@@ -55,12 +68,21 @@ mod abi {
         } else {
             unsafe { std::slice::from_raw_parts(ptr, len) }
         };
-        GUEST.with_borrow_mut(|guest| match f(request, guest) {
-            Ok(()) => 0,
-            Err(e) => {
-                wire::encode_error(&mut guest.result, &e);
-                1
-            }
+        GUEST.with_borrow_mut(|guest| {
+            // The previous response, and the outputs it pointed into, expire now.
+            guest.outputs.clear();
+            let status = match f(request, guest) {
+                Ok(()) => 0,
+                Err(e) => {
+                    guest.outputs.clear();
+                    wire::encode_error(&mut guest.result, &e);
+                    1
+                }
+            };
+            // wasm32: addresses and lengths fit a u32.
+            RESULT_CELL[0].store(guest.result.as_ptr() as usize as u32, Ordering::Relaxed);
+            RESULT_CELL[1].store(guest.result.len() as u32, Ordering::Relaxed);
+            status
         })
     }
 
@@ -85,7 +107,7 @@ mod abi {
                 .loaded
                 .as_mut()
                 .ok_or_else(|| GuestError::new("not_loaded", "no model is loaded"))?;
-            loaded.run(&req, &mut guest.result)
+            loaded.run(&req, &mut guest.result, &mut guest.outputs)
         })
     }
 
@@ -97,5 +119,12 @@ mod abi {
     #[no_mangle]
     pub extern "C" fn wh_result_len() -> usize {
         GUEST.with_borrow(|g| g.result.len())
+    }
+
+    /// Where the guest keeps the last response's address and length (two little-endian
+    /// u32s), updated by every `wh_load` and `wh_run`.
+    #[no_mangle]
+    pub extern "C" fn wh_result_cell() -> *const AtomicU32 {
+        RESULT_CELL.as_ptr()
     }
 }

@@ -171,13 +171,6 @@ impl Writer<'_> {
         rmp::encode::write_bin_len(self.0, data.len() as u32).unwrap();
         self.0.extend_from_slice(data);
     }
-    /// Writes a bin header of `len` bytes and returns the room for its payload.
-    pub fn bin_room(&mut self, len: usize) -> &mut [u8] {
-        rmp::encode::write_bin_len(self.0, len as u32).unwrap();
-        let start = self.0.len();
-        self.0.resize(start + len, 0);
-        &mut self.0[start..]
-    }
     pub fn str_map(&mut self, entries: &[(String, String)]) {
         self.map(entries.len());
         for (k, v) in entries {
@@ -279,15 +272,13 @@ pub fn begin_run_response(out: &mut Vec<u8>, n: usize) {
     w.array(n);
 }
 
-/// Appends one tensor; `fill` writes its `nbytes` bytes of payload in place.
-pub fn encode_tensor(
-    out: &mut Vec<u8>,
-    name: &str,
-    dtype: &str,
-    shape: &[usize],
-    nbytes: usize,
-    fill: impl FnOnce(&mut [u8]),
-) {
+/// The msgpack ext type of a payload left in guest memory: 8 bytes, its address and
+/// length as little-endian u32s. Outputs travel so, saving the guest a copy of each
+/// into the response (docs/guest-abi.md); the host bounds-checks the range.
+pub const EXT_GUEST_BYTES: i8 = 1;
+
+/// Appends one tensor whose `len` bytes of payload stay at guest address `addr`.
+pub fn encode_tensor(out: &mut Vec<u8>, name: &str, dtype: &str, shape: &[usize], addr: u32, len: u32) {
     let mut w = Writer(out);
     w.map(4);
     w.str("name");
@@ -300,7 +291,9 @@ pub fn encode_tensor(
         w.uint(*d as u64);
     }
     w.str("data");
-    fill(w.bin_room(nbytes));
+    rmp::encode::write_ext_meta(w.0, 8, EXT_GUEST_BYTES).unwrap();
+    w.0.extend_from_slice(&addr.to_le_bytes());
+    w.0.extend_from_slice(&len.to_le_bytes());
 }
 
 #[cfg(test)]
@@ -460,16 +453,18 @@ mod tests {
     }
 
     #[test]
-    fn run_response_payload_written_in_place() {
+    fn run_response_payloads_by_reference() {
         let mut out = vec![];
         begin_run_response(&mut out, 2);
-        encode_tensor(&mut out, "a", "int16", &[2], 4, |b| b.copy_from_slice(&[1, 0, 2, 0]));
-        let big = vec![7u8; 70_000];
-        encode_tensor(&mut out, "b", "uint8", &[70_000], big.len(), |b| b.copy_from_slice(&big));
+        encode_tensor(&mut out, "a", "int16", &[2], 0x0102_0304, 4);
+        encode_tensor(&mut out, "b", "uint8", &[70_000], 16, 70_000);
         let v = value(&out);
         let outs = v["outputs"].as_array().unwrap();
-        assert_eq!(outs[0]["data"].as_slice(), Some(&[1u8, 0, 2, 0][..]));
         assert_eq!(outs[0]["shape"][0].as_u64(), Some(2));
-        assert_eq!(outs[1]["data"].as_slice().unwrap().len(), 70_000);
+        assert_eq!(outs[1]["name"].as_str(), Some("b"));
+        let rmpv::Value::Ext(code, data) = &outs[0]["data"] else { panic!("not an ext") };
+        assert_eq!((*code, data.as_slice()), (EXT_GUEST_BYTES, &[4u8, 3, 2, 1, 4, 0, 0, 0][..]));
+        let rmpv::Value::Ext(_, data) = &outs[1]["data"] else { panic!("not an ext") };
+        assert_eq!(data.as_slice(), &[16u8, 0, 0, 0, 0x70, 0x11, 1, 0][..]);
     }
 }
