@@ -169,7 +169,9 @@ class Isolate:
         self.dead = False
         self.last_stats: RunStats | None = None
         self._buffer = (0, 0)  # (guest pointer, capacity) of the kept request buffer
-        self._last_span = (0, 0)  # guest memory as the last call left it (see `_span`)
+        # Guest memory as a memoryview, and its host address; see `_guest_memory`.
+        self._mem = memoryview(b"")
+        self._mem_base = 0
         self.stdout = _Capture(int(limits.max_stdio))
         self.stderr = _Capture(int(limits.max_stdio))
         self.store = wasmtime.Store(self.engine.wasmtime)
@@ -210,7 +212,7 @@ class Isolate:
         self._cell: int | None = None
         if "wh_result_cell" in self._fn:
             cell = self._guard(self._fn["wh_result_cell"], "asking for its result cell")
-            self._base(cell, _CELL.size)  # memory never shrinks: in bounds now, always
+            self._range(cell, _CELL.size)  # memory never shrinks: in bounds now, always
             self._cell = cell & 0xFFFFFFFF
         request = wire.encode_load(model, self.limits.plan_cache)
         self.signature = wire.load_result(self._call("wh_load", request, "loading"))
@@ -218,6 +220,7 @@ class Isolate:
     def close(self) -> None:
         """Frees the store (and the guest's memory) now rather than at garbage collection."""
         self.dead = True
+        self._mem = memoryview(b"")  # the memory goes with the store
         self.store.close()
         _OPEN.discard(self)
 
@@ -251,13 +254,14 @@ class Isolate:
         if self._cell is None:
             rptr = self._guard(self._fn["wh_result_ptr"], what)
             rlen = self._guard(self._fn["wh_result_len"], what)
-            span = self._last_span = self._span()
+            memory = self._guest_memory()
         else:
-            span = self._last_span = self._span()
-            rptr, rlen = _CELL.unpack(ctypes.string_at(span[0] + self._cell, _CELL.size))
-        response = wire.decode(self._view(rptr, rlen, span))
+            memory = self._guest_memory()
+            rptr, rlen = _CELL.unpack_from(memory, self._cell)
+        start_at, end_at = self._range(rptr, rlen)
+        response = wire.decode(memory[start_at:end_at])
         consumed = None if fuel is None else fuel - self.store.get_fuel()
-        self.last_stats = RunStats(time.perf_counter() - start, consumed, span[1])
+        self.last_stats = RunStats(time.perf_counter() - start, consumed, len(memory))
         if status != 0:
             err = wire.error_of(response)
             raise _ERRORS.get(err.code, GuestProtocolError)(
@@ -341,51 +345,53 @@ class Isolate:
 
     # --- memory -----------------------------------------------------------
 
-    def _span(self) -> tuple[int, int]:
-        """The host address and size of guest memory, valid until the next guest call
-        (which may grow it, and move it)."""
-        return (
-            ctypes.addressof(self.memory.data_ptr(self.store).contents),
-            self.memory.data_len(self.store),
-        )
+    def _guest_memory(self) -> memoryview:
+        """Guest memory as a memoryview, valid until the next guest call.
 
-    def _base(self, ptr: int, length: int, span: tuple[int, int] | None = None) -> int:
-        """The host address of guest range [ptr, ptr+length), bounds-checked."""
-        base, size = span or self._span()
+        Rebuilt only when the memory's size changed: wasmtime moves a linear memory only
+        to grow it, and memory never shrinks, so the same size means the same place.
+        """
+        size = self.memory.data_len(self.store)
+        if size != len(self._mem):
+            self._mem_base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+            view = memoryview((ctypes.c_ubyte * size).from_address(self._mem_base))
+            self._mem = view.cast("B")
+        return self._mem
+
+    def _range(self, ptr: int, length: int) -> tuple[int, int]:
+        """Guest range [ptr, ptr+length) as slice bounds of `_guest_memory()`, checked."""
         if not (isinstance(ptr, int) and isinstance(length, int)):
             raise GuestProtocolError("the guest returned a non-integer pointer or length")
         # ABI integers are i32: read them as unsigned addresses.
         ptr &= 0xFFFFFFFF
         length &= 0xFFFFFFFF
+        size = len(self._guest_memory())
         if ptr + length > size:
             self.dead = True
             raise GuestProtocolError(
                 f"the guest pointed at bytes {ptr}..{ptr + length}, past its memory ({size})"
             )
-        return base + ptr
+        return ptr, ptr + length
 
     def _write(self, ptr: int, size: int, segments: list[wire.Segment]) -> None:
-        address = self._base(ptr, size)
+        at, end = self._range(ptr, size)
+        memory = self._mem
         for seg in segments:
             if isinstance(seg, np.ndarray):
+                # Payloads big enough to travel apart (wire.INLINE_PAYLOAD): memmove them.
                 n = seg.nbytes
                 if n:
-                    ctypes.memmove(address, seg.ctypes.data, n)
+                    ctypes.memmove(self._mem_base + at, seg.ctypes.data, n)
             else:
                 n = len(seg)
-                ctypes.memmove(address, seg, n)
-            address += n
+                memory[at : at + n] = seg
+            at += n
+        assert at == end, "segments_size disagrees with the segments"
 
     def _payload(self, data: wire.GuestBytes) -> memoryview:
-        """An output the last call left in guest memory (`_span` is still valid)."""
-        return self._view(data.address, data.length, self._last_span)
-
-    def _view(self, ptr: int, length: int, span: tuple[int, int]) -> memoryview:
-        """A view of guest memory; valid until the next guest call."""
-        address = self._base(ptr, length, span)
-        if length & 0xFFFFFFFF == 0:
-            return memoryview(b"")
-        return memoryview((ctypes.c_ubyte * (length & 0xFFFFFFFF)).from_address(address))
+        """An output the last call left in guest memory: a view, valid until the next call."""
+        start, end = self._range(data.address, data.length)
+        return self._mem[start:end]
 
 
 def _trap_summary(text: str) -> str:

@@ -99,7 +99,9 @@ class InferenceSession:
         first = self._first_isolate()
         sig = first.signature
         self._inputs = [NodeArg.of(s) for s in sig.inputs]
+        self._input_names = {i.name for i in self._inputs}
         self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s) for s in sig.outputs]
+        self._output_names_all = [o.name for o in self._outputs]
         self._meta = sig.meta
         self._idle = [first]
         self._live = 1
@@ -248,7 +250,7 @@ class InferenceSession:
     # --- feeds --------------------------------------------------------------
 
     def _output_names(self, output_names: Sequence[str] | None) -> list[str]:
-        known = [o.name for o in self._outputs]
+        known = self._output_names_all
         if output_names is None:
             return known
         if isinstance(output_names, str):
@@ -262,6 +264,8 @@ class InferenceSession:
     def _check_feed(self, feed: Mapping[str, Any]) -> list[tuple[str, np.ndarray]]:
         if not isinstance(feed, Mapping):
             raise InvalidInput(f"input_feed must be a dict of name -> array, not {type(feed)}")
+        if feed.keys() == self._input_names:
+            return [(arg.name, _check_array(arg, feed[arg.name])) for arg in self._inputs]
         by_name = {i.name: i for i in self._inputs}
         unknown = [n for n in feed if n not in by_name]
         if unknown:
@@ -305,7 +309,9 @@ class InferenceSession:
 
 def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
     """The feed as a C-contiguous native-endian array of the input's dtype, or InvalidInput."""
-    if isinstance(value, np.ndarray | np.generic | bool | int | float | list | tuple):
+    if type(value) is np.ndarray:
+        array = value
+    elif isinstance(value, np.ndarray | np.generic | bool | int | float | list | tuple):
         array = np.asarray(value)
     else:
         raise InvalidInput(
@@ -332,6 +338,8 @@ def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
                 )
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
+    if array.flags.c_contiguous:
+        return array
     # np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
     return np.asarray(array, order="C")
 

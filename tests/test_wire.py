@@ -21,21 +21,22 @@ def joined(segments: list[wire.Segment]) -> bytes:
 
 
 def test_run_request_is_standard_msgpack():
-    a = np.arange(300, dtype=np.float32).reshape(3, 100)
+    a = np.arange(30000, dtype=np.float32).reshape(3, 10000)
     b = np.array(True)
     segments = wire.encode_run([("a", a), ("b", b)], ["y"])
     assert wire.segments_size(segments) == len(joined(segments))
-    # Payloads are the caller's arrays, not copies.
-    assert any(s is a for s in segments)
+    # Big payloads are the caller's arrays, not copies; small ones travel in the headers.
+    assert a.nbytes > wire.INLINE_PAYLOAD and any(s is a for s in segments)
+    assert len(segments) == 3
     decoded = msgpack.unpackb(joined(segments))
     assert decoded["outputs"] == ["y"]
     ta, tb = decoded["inputs"]
-    assert (ta["name"], ta["dtype"], ta["shape"]) == ("a", "float32", [3, 100])
+    assert (ta["name"], ta["dtype"], ta["shape"]) == ("a", "float32", [3, 10000])
     assert ta["data"] == a.tobytes()
     assert (tb["dtype"], tb["shape"], tb["data"]) == ("bool", [], b"\x01")
     # Headers are cached per (name, dtype, shape): the same name with another shape differs.
-    again = msgpack.unpackb(joined(wire.encode_run([("a", a.reshape(100, 3))], None)))
-    assert again["inputs"][0]["shape"] == [100, 3] and again["outputs"] is None
+    again = msgpack.unpackb(joined(wire.encode_run([("a", a.reshape(10000, 3))], None)))
+    assert again["inputs"][0]["shape"] == [10000, 3] and again["outputs"] is None
 
 
 @pytest.mark.parametrize("n", [0, 255, 256, 65535, 65536, 1 << 20])
