@@ -25,7 +25,7 @@ import wasmtime
 
 try:  # wasmtime-py internals, for the fast call path (see _Export)
     from wasmtime import _ffi
-    from wasmtime._func import enter_wasm as _enter_wasm
+    from wasmtime._func import maybe_raise_last_exn as _raise_host_exception
 
     _UNCHECKED = hasattr(_ffi, "wasmtime_func_call_unchecked")
 except ImportError:
@@ -212,7 +212,8 @@ class Isolate:
         self._cell: int | None = None
         if "wh_result_cell" in self._fn:
             cell = self._guard(self._fn["wh_result_cell"], "asking for its result cell")
-            self._range(cell, _CELL.size)  # memory never shrinks: in bounds now, always
+            # Memory never shrinks: in bounds now, always.
+            self._range(cell, _CELL.size, len(self._guest_memory()))
             self._cell = cell & 0xFFFFFFFF
         request = wire.encode_load(model, self.limits.plan_cache)
         self.signature = wire.load_result(self._call("wh_load", request, "loading"))
@@ -258,7 +259,7 @@ class Isolate:
         else:
             memory = self._guest_memory()
             rptr, rlen = _CELL.unpack_from(memory, self._cell)
-        start_at, end_at = self._range(rptr, rlen)
+        start_at, end_at = self._range(rptr, rlen, len(memory))
         response = wire.decode(memory[start_at:end_at])
         consumed = None if fuel is None else fuel - self.store.get_fuel()
         self.last_stats = RunStats(time.perf_counter() - start, consumed, len(memory))
@@ -358,14 +359,13 @@ class Isolate:
             self._mem = view.cast("B")
         return self._mem
 
-    def _range(self, ptr: int, length: int) -> tuple[int, int]:
-        """Guest range [ptr, ptr+length) as slice bounds of `_guest_memory()`, checked."""
+    def _range(self, ptr: int, length: int, size: int) -> tuple[int, int]:
+        """Guest range [ptr, ptr+length) as slice bounds of a memory of `size` bytes."""
         if not (isinstance(ptr, int) and isinstance(length, int)):
             raise GuestProtocolError("the guest returned a non-integer pointer or length")
         # ABI integers are i32: read them as unsigned addresses.
         ptr &= 0xFFFFFFFF
         length &= 0xFFFFFFFF
-        size = len(self._guest_memory())
         if ptr + length > size:
             self.dead = True
             raise GuestProtocolError(
@@ -374,8 +374,8 @@ class Isolate:
         return ptr, ptr + length
 
     def _write(self, ptr: int, size: int, segments: list[wire.Segment]) -> None:
-        at, end = self._range(ptr, size)
-        memory = self._mem
+        memory = self._guest_memory()
+        at, end = self._range(ptr, size, len(memory))
         for seg in segments:
             if isinstance(seg, np.ndarray):
                 # Payloads big enough to travel apart (wire.INLINE_PAYLOAD): memmove them.
@@ -390,7 +390,7 @@ class Isolate:
 
     def _payload(self, data: wire.GuestBytes) -> memoryview:
         """An output the last call left in guest memory: a view, valid until the next call."""
-        start, end = self._range(data.address, data.length)
+        start, end = self._range(data.address, data.length, len(self._mem))
         return self._mem[start:end]
 
 
@@ -438,12 +438,23 @@ class _Export:
         raw = self._raw
         for i, arg in enumerate(args):
             raw[i].i32 = arg
-        with _enter_wasm(self._store) as trap:
+        # wasmtime-py's enter_wasm, inlined: its generator-based context manager cost
+        # more than the rest of a call. An exception a host function (WASI) raised
+        # during the call is re-raised first, as enter_wasm does.
+        trap = ctypes.POINTER(_ffi.wasm_trap_t)()
+        try:
             error = _ffi.wasmtime_func_call_unchecked(
-                self._store._context(), self._func, raw, len(raw), trap
+                self._store._context(), self._func, raw, len(raw), ctypes.byref(trap)
             )
             if error:
                 raise wasmtime.WasmtimeError._from_ptr(error)
+            if trap:
+                trapped = wasmtime.Trap._from_ptr(trap)
+                _raise_host_exception()
+                raise trapped
+        except wasmtime.WasmtimeError:
+            _raise_host_exception()
+            raise
         return raw[0].i32 if self._results else None
 
 

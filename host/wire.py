@@ -15,7 +15,7 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -303,9 +303,10 @@ def load_result(response: dict) -> LoadResult:
     return LoadResult(sigs["inputs"], sigs["outputs"], clean)
 
 
-@dataclass(frozen=True)
-class TensorView:
-    """An output as the guest returned it: `data` may still point into guest memory."""
+class TensorView(NamedTuple):
+    """An output as the guest returned it: `data` may still point into guest memory.
+
+    A NamedTuple: built on every run, and a frozen dataclass costs 1.8 µs to build."""
 
     name: str
     dtype: np.dtype
