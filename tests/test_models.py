@@ -346,3 +346,60 @@ def test_lrn_of_an_empty_batch_and_a_bad_size():
     bad = lrn_model(TensorProto.FLOAT, [1, 4, 2], size=0)
     with pytest.raises(wasmhost.InvalidModel, match="LRN size"):
         wasmhost.InferenceSession(bad)
+
+
+def max_pool_model(elem: int, shape: list[int], outputs: int = 1, **attrs) -> bytes:
+    names = ["y", "i"][:outputs]
+    types = [elem, TensorProto.INT64]
+    return make_model(
+        [helper.make_node("MaxPool", ["x"], names, **attrs)],
+        [vi("x", elem, shape)],
+        [vi(n, t, None) for n, t in zip(names, types, strict=False)],
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "attrs"),
+    [
+        # The guest's own pool (wasm_modules/tract_onnx/src/maxpool.rs): 2-d, explicit pads.
+        ([1, 96, 21, 21], {"kernel_shape": [3, 3], "strides": [2, 2]}),  # squeezenet's
+        ([2, 5, 28, 28], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),  # inception's
+        ([1, 3, 12, 10], {"kernel_shape": [2, 2], "strides": [2, 2]}),  # a 2x2 pool
+        ([1, 4, 9, 11], {"kernel_shape": [3, 2], "strides": [3, 1], "pads": [2, 0, 1, 1]}),
+        ([1, 2, 7, 7], {"kernel_shape": [5, 5], "strides": [1, 2], "pads": [0, 4, 4, 0]}),
+        ([1, 1, 3, 3], {"kernel_shape": [3, 3]}),  # one output pixel
+        ([1, 2, 8, 8], {"kernel_shape": [3, 3], "strides": [4, 4]}),  # taps skipped
+        # tract's: ceil mode, dilation, auto_pad, 1-d and 3-d pools.
+        ([1, 2, 9, 9], {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+        ([1, 2, 9, 9], {"kernel_shape": [2, 2], "dilations": [2, 2]}),
+        ([1, 2, 9, 9], {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+        ([1, 3, 10], {"kernel_shape": [3], "strides": [2]}),
+        ([1, 2, 5, 6, 7], {"kernel_shape": [2, 3, 2]}),
+    ],
+)
+def test_max_pool_matches_onnxruntime(rng, shape, attrs):
+    model = max_pool_model(TensorProto.FLOAT, shape, **attrs)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flat[::7] = -np.inf  # windows whose max is not their first tap
+    (got,) = wasmhost.InferenceSession(model).run(None, {"x": x})
+    assert_outputs_equal([got], reference(model, {"x": x}), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("elem", "dtype"),
+    [(TensorProto.DOUBLE, np.float64), (TensorProto.UINT8, np.uint8), (TensorProto.INT8, np.int8)],
+)
+def test_max_pool_in_other_types(rng, elem, dtype):
+    shape = [1, 3, 11, 11]
+    model = max_pool_model(elem, shape, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    x = (rng.standard_normal(shape) * 50).astype(dtype)
+    (got,) = wasmhost.InferenceSession(model).run(None, {"x": x})
+    assert_outputs_equal([got], reference(model, {"x": x}), rtol=0, atol=0)
+
+
+def test_max_pool_with_indices_is_tracts():
+    model = max_pool_model(TensorProto.FLOAT, [1, 1, 4, 4], outputs=2, kernel_shape=[2, 2])
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    got = wasmhost.InferenceSession(model).run(None, {"x": x})
+    assert_outputs_equal(got, reference(model, {"x": x}))

@@ -265,6 +265,7 @@ impl Loaded {
             .ok_or_else(|| GuestError::invalid_model("not an ONNX model: it has no graph"))?;
         let mut onnx = tract_onnx::onnx();
         crate::lrn::register(&mut onnx);
+        crate::maxpool::register(&mut onnx);
         let mut ops = BTreeMap::new();
         let mut missing = vec![];
         check_graph(&onnx, graph, true, &mut ops, &mut missing)?;

@@ -8,6 +8,8 @@ pub mod wire;
 mod engine;
 #[cfg(feature = "engine")]
 mod lrn;
+#[cfg(feature = "engine")]
+mod maxpool;
 
 #[cfg(feature = "engine")]
 mod abi {
