@@ -10,6 +10,8 @@ mod engine;
 mod lrn;
 #[cfg(feature = "engine")]
 mod maxpool;
+#[cfg(feature = "engine")]
+mod slices;
 
 #[cfg(feature = "engine")]
 mod abi {

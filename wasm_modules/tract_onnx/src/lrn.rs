@@ -97,13 +97,7 @@ impl Lrn {
             bail!("LRN wants an input of rank 2 or more, got shape {shape:?}");
         }
         let (c, plane) = (shape[1], shape[2..].iter().product::<usize>());
-        let mut output = unsafe { Tensor::uninitialized_dt(T::datum_type(), shape)? };
-        if c * plane > 0 {
-            let x = input.try_as_plain_ram()?.as_slice::<T>()?;
-            let mut out = output.try_as_plain_ram_mut()?;
-            self.eval_t(x, out.as_slice_mut::<T>()?, c, plane);
-        }
-        Ok(output)
+        crate::slices::map::<T>(input, shape, |x, y| self.eval_t(x, y, c, plane))
     }
 }
 

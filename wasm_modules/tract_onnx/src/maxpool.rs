@@ -160,15 +160,8 @@ impl MaxPool2d {
         for d in self.output_shape(&dims)? {
             shape.push(d.to_usize().map_err(|_| format_err!("MaxPool output dim {d} unknown"))?);
         }
-        // The input's type, quantization included: T is only its storage.
-        let mut output = unsafe { Tensor::uninitialized_dt(input.datum_type(), &shape)? };
         let (h, w) = (input.shape()[2], input.shape()[3]);
-        if output.len() > 0 {
-            let x = input.try_as_plain_ram()?.as_slice::<T>()?;
-            let mut out = output.try_as_plain_ram_mut()?;
-            self.eval_t(x, out.as_slice_mut::<T>()?, (h, w), (shape[2], shape[3]));
-        }
-        Ok(output)
+        crate::slices::map::<T>(input, &shape, |x, y| self.eval_t(x, y, (h, w), (shape[2], shape[3])))
     }
 }
 
