@@ -309,15 +309,6 @@ class InferenceSession:
 
 def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
     """The feed as a C-contiguous native-endian array of the input's dtype, or InvalidInput."""
-    if (
-        type(value) is np.ndarray
-        and value.dtype == arg.dtype  # never equal when arg.dtype is None
-        and value.flags.c_contiguous
-        and arg.shape is not None
-        and len(arg.shape) == value.ndim
-        and all(d == v or type(d) is not int for d, v in zip(arg.shape, value.shape, strict=True))
-    ):
-        return value  # the usual feed, checked in one pass; the rest names what is wrong
     if type(value) is np.ndarray:
         array = value
     elif isinstance(value, np.ndarray | np.generic | bool | int | float | list | tuple):

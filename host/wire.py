@@ -40,11 +40,9 @@ DTYPES = frozenset(
     ]
 )
 MAX_RANK = 64
-# numpy computes dtype.name in Python each time, a measurable part of a tiny run.
-_NAMES = {np.dtype(name).newbyteorder(order): name for name in DTYPES for order in "<>"}
-
-
 _NP_DTYPES = {name: np.dtype(name) for name in DTYPES}
+# numpy computes dtype.name in Python each time, a measurable part of a tiny run.
+_NAMES = {dt.newbyteorder(order): name for name, dt in _NP_DTYPES.items() for order in "<>"}
 
 
 def dtype_name(dtype: np.dtype) -> str:
@@ -115,24 +113,14 @@ def encode_load(model: bytes, plan_cache: int) -> list[Segment]:
     return s.finish()
 
 
-#: Tensor headers (name, dtype, shape -> msgpack) already packed: a session sends the
-#: same few again and again. Bounded: a caller cycling through shapes only misses.
-_HEADERS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
-_MAX_HEADERS = 1024
-
-
+@functools.lru_cache(maxsize=1024)
 def _tensor_header(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
-    """A tensor map up to its `data` key: 4 entries, name, dtype and shape."""
-    key = (name, dtype, shape)
-    header = _HEADERS.get(key)
-    if header is None:
-        pack = msgpack.Packer(use_bin_type=True).pack
-        header = b"\x84" + b"".join(
-            pack(v) for v in ("name", name, "dtype", dtype, "shape", list(shape), "data")
-        )
-        if len(_HEADERS) < _MAX_HEADERS:
-            _HEADERS[key] = header
-    return header
+    """A tensor map up to its `data` key: 4 entries, name, dtype and shape. Cached: a
+    session sends the same few again and again."""
+    pack = msgpack.Packer(use_bin_type=True).pack
+    return b"\x84" + b"".join(
+        pack(v) for v in ("name", name, "dtype", dtype, "shape", list(shape), "data")
+    )
 
 
 def encode_run(inputs: list[tuple[str, np.ndarray]], outputs: list[str] | None) -> list[Segment]:
@@ -161,8 +149,7 @@ EXT_GUEST_BYTES = 1
 _ADDRESS_AND_LENGTH = struct.Struct("<II")
 
 
-@dataclass(frozen=True)
-class GuestBytes:
+class GuestBytes(NamedTuple):
     """A payload left in guest memory: `length` bytes at guest address `address`, valid
     until the next guest call. Nothing is checked yet: the isolate bounds-checks it."""
 

@@ -403,3 +403,14 @@ def test_max_pool_with_indices_is_tracts():
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
     got = wasmhost.InferenceSession(model).run(None, {"x": x})
     assert_outputs_equal(got, reference(model, {"x": x}))
+
+
+def test_guest_ops_refuse_bad_shapes_with_a_reason():
+    pool = max_pool_model(TensorProto.FLOAT, [1, 1, 3, 3], kernel_shape=[5, 5])
+    with pytest.raises(wasmhost.UnsupportedModel, match=r"5x5 kernel is larger .* \[1, 1, 3, 3\]"):
+        wasmhost.InferenceSession(pool)
+    lrn = make_model(
+        [helper.make_node("LRN", ["x"], ["y"], size=3)], [f32("x", [4])], [f32("y", [4])]
+    )
+    with pytest.raises(wasmhost.UnsupportedModel, match="LRN wants an input of rank 2"):
+        wasmhost.InferenceSession(lrn)

@@ -128,6 +128,10 @@ impl TypedOp for Lrn {
     as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        // Refused when the plan is built, not at the first run.
+        if inputs[0].rank() < 2 {
+            bail!("LRN wants an input of rank 2 or more (N, C, ...), got rank {}", inputs[0].rank());
+        }
         Ok(tvec!(inputs[0].without_value()))
     }
 }

@@ -82,14 +82,19 @@ impl MaxPool2d {
     /// NCHW in, NCHW out: the spatial dims pooled, floor((in + pads - kernel) / stride) + 1.
     fn output_shape(&self, input: &[TDim]) -> TractResult<TVec<TDim>> {
         if input.len() != 4 {
-            bail!("MaxPool with a 2-d kernel wants a 4-d input, got {input:?}");
+            bail!("MaxPool with a 2-d kernel wants a 4-d input, got shape [{}]", dims(input));
         }
         let mut shape: TVec<TDim> = input.iter().cloned().collect();
         for axis in 0..2 {
             let padded = input[axis + 2].clone() + (self.pads[axis] + self.pads[axis + 2]) as i64;
             if let Ok(size) = padded.to_i64() {
                 if size < self.kernel[axis] as i64 {
-                    bail!("MaxPool's kernel {:?} is larger than its padded input {input:?}", self.kernel);
+                    bail!(
+                        "MaxPool's {}x{} kernel is larger than its padded input, shape [{}]",
+                        self.kernel[0],
+                        self.kernel[1],
+                        dims(input)
+                    );
                 }
             }
             shape[axis + 2] = (padded - self.kernel[axis] as i64) / self.strides[axis] + 1i64;
@@ -301,4 +306,9 @@ fn across_f32_stride2(row: &[f32], out: &mut [f32], kw: usize) {
             *o = if *o < v { v } else { *o };
         }
     }
+}
+
+/// Dims as a user reads them: `1, 96, 109, 109`.
+fn dims(shape: &[TDim]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }
