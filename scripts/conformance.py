@@ -7,8 +7,13 @@
 
 Every case runs in a worker process per engine, so that a crash or a hang is a recorded
 result (`crash`, `timeout`), not the end of the run. A case is one of the onnx package's
-test models whose inputs and outputs are tensors; it passes when every data set's outputs
-match the expected ones within the case's tolerances (onnx's own comparison).
+test models whose inputs and outputs are tensors. Each engine gets one session per case
+and runs it again and again: every data set three times (in rounds: each data set once,
+then again, then again), then other inputs once (the second data set, or the first one's
+values shuffled), then the first data set again. The case passes when every one of those
+runs matches the expected outputs within the case's tolerances (onnx's own comparison);
+a case whose first round matches and a later run does not is `fail-rerun`: the runs of a
+session are not independent (state kept from one run to the next).
 
 `--check FILE` exits 1 when a case listed in FILE (one id per line) does not pass in
 wasmhost, and lists new passes so that the file can be raised (`--write-expected FILE`).
@@ -30,6 +35,7 @@ import threading
 import time
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,20 +173,25 @@ def load_case(case_id: str) -> Case:
 
 # --- engines -----------------------------------------------------------------------------
 
+Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
-def _run_wasmhost(case: Case) -> list[list[np.ndarray]]:
+
+@contextlib.contextmanager
+def _wasmhost(case: Case) -> Iterator[Run]:
     import wasmhost
 
     limits = wasmhost.Limits(memory="2GiB", timeout=CASE_SECONDS / 2)
+    # One isolate, so that every run of the case goes through the same guest state.
     with wasmhost.InferenceSession(case.model, limits=limits, pool_size=1) as sess:
-        return [sess.run(None, feeds) for feeds, _ in case.data_sets]
+        yield lambda feeds: sess.run(None, feeds)
 
 
-def _run_onnxruntime(case: Case) -> list[list[np.ndarray]]:
+@contextlib.contextmanager
+def _onnxruntime(case: Case) -> Iterator[Run]:
     from wasmhost.bench import onnxruntime_session
 
     sess = onnxruntime_session(case.model)
-    return [sess.run(None, feeds) for feeds, _ in case.data_sets]
+    yield lambda feeds: sess.run(None, feeds)
 
 
 _TRACT_TYPES = {
@@ -191,30 +202,38 @@ _TRACT_TYPES = {
 }
 
 
-def _run_tract(case: Case) -> list[list[np.ndarray]]:
-    """Native tract as the guest uses it: told each input's shape and type, optimised."""
+@contextlib.contextmanager
+def _tract(case: Case) -> Iterator[Run]:
+    """Native tract as the guest uses it: told each input's shape and type, optimised.
+    One plan per input signature, reused by every run with that signature."""
     import tract
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         path.write_bytes(case.model)
-        results = []
-        for feeds, _ in case.data_sets:
-            model = tract.onnx().load(str(path))
-            names = [model.input_name(i) for i in range(model.input_count())]
-            for i, name in enumerate(names):
-                a = feeds[name]
-                dtype = _TRACT_TYPES.get(a.dtype.name)
-                if dtype is None:
-                    raise TypeError(f"tract's Python API takes no {a.dtype} input")
-                model.set_input_fact(i, ",".join([*map(str, a.shape), dtype]))
-            plan = model.into_model().into_runnable()
+        plans: dict[tuple, tuple[Any, list[str]]] = {}
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            key = tuple((n, a.shape, a.dtype.str) for n, a in feeds.items())
+            if key not in plans:
+                model = tract.onnx().load(str(path))
+                names = [model.input_name(i) for i in range(model.input_count())]
+                for i, name in enumerate(names):
+                    a = feeds[name]
+                    dtype = _TRACT_TYPES.get(a.dtype.name)
+                    if dtype is None:
+                        raise TypeError(f"tract's Python API takes no {a.dtype} input")
+                    model.set_input_fact(i, ",".join([*map(str, a.shape), dtype]))
+                plans[key] = (model.into_model().into_runnable(), names)
+            plan, names = plans[key]
             outputs = plan.run([np.ascontiguousarray(feeds[n]) for n in names])
-            results.append([o.to_numpy() for o in outputs])
-        return results
+            return [o.to_numpy() for o in outputs]
+
+        yield run
 
 
-RUNNERS = {"wasmhost": _run_wasmhost, "tract": _run_tract, "onnxruntime": _run_onnxruntime}
+SESSIONS = {"wasmhost": _wasmhost, "tract": _tract, "onnxruntime": _onnxruntime}
+RUNS = 3  # runs of every data set in one session; then other inputs, then the first again
 
 
 def _first_line(e: BaseException) -> str:
@@ -222,22 +241,115 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def run_case(engine: str, case_id: str) -> tuple[str, str]:
-    """Runs one case; returns (`pass` | `fail` | `error`, detail)."""
+def _shuffled(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same arrays in another order, by a fixed seed: same shapes, dtypes and values
+    (so that indices stay valid), other inputs."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, a in feeds.items():
+        flat = np.asarray(a).reshape(-1).copy()
+        rng.shuffle(flat)
+        out[name] = flat.reshape(np.shape(a))
+    return out
+
+
+def _worst_difference(expected: list[Any], outputs: list[Any], rtol: float, atol: float) -> str:
+    """The output furthest from its expected values, in one phrase."""
+    if len(outputs) != len(expected):
+        return f"{len(outputs)} outputs, {len(expected)} expected"
+    worst: tuple[float, str] | None = None
+    for i, (e, a) in enumerate(zip(expected, outputs, strict=True)):
+        e, a = np.asarray(e), np.asarray(a)
+        if e.shape != a.shape:
+            return f"output {i}: shape {list(a.shape)}, expected {list(e.shape)}"
+        if e.size == 0:
+            continue
+        if e.dtype.kind in "biufc" and a.dtype.kind in "biufc":
+            kind = np.complex128 if "c" in e.dtype.kind + a.dtype.kind else np.float64
+            with np.errstate(all="ignore"):
+                ef, af = e.astype(kind), a.astype(kind)
+                same = (ef == af) | (np.isnan(ef) & np.isnan(af))
+                diff = np.where(same, 0.0, np.nan_to_num(np.abs(af - ef), nan=np.inf))
+                bad = int((~np.isclose(af, ef, rtol=rtol, atol=atol, equal_nan=True)).sum())
+            at = np.unravel_index(int(np.argmax(diff)), diff.shape)
+            score = float(diff[at])
+            text = (
+                f"output {i}: {bad}/{e.size} values out of tolerance, max |diff| {score:.3g}"
+                f" at {list(map(int, at))} (got {af[at]:.6g}, expected {ef[at]:.6g})"
+            )
+        else:
+            bad = int((e != a).sum())
+            score, text = float(bad), f"output {i}: {bad}/{e.size} values differ"
+        if worst is None or score > worst[0]:
+            worst = (score, text)
+    return worst[1] if worst else "outputs match"
+
+
+def check_runs(case: Case, run: Run, runs: int = RUNS) -> dict[str, Any]:
+    """Runs a case again and again through one session's `run`; returns {status, detail,
+    first}, `first` whether the first round (every data set once, in order) matched.
+
+    The first round, then `runs - 1` more; then other inputs (the second data set, or the
+    first one's values shuffled: outputs unchecked, an error ignored); then the first data
+    set again. Status: `error` (the first round raised), `fail` (it gave a wrong output),
+    `fail-rerun` (it matched and a later run did not: the detail names the first such run
+    and its worst difference) or `pass` (every run matched).
+    """
     from onnx.backend.test.runner import Runner
 
-    case = load_case(case_id)
-    try:
-        results = RUNNERS[engine](case)
-    except Exception as e:  # every refusal is a result
-        return "error", _first_line(e)
-    for (_, expected), outputs in zip(case.data_sets, results, strict=True):
+    def mismatch(expected: list[np.ndarray], outputs: list[Any]) -> str | None:
         try:
             Runner.assert_similar_outputs(expected, list(outputs), case.rtol, case.atol)
         except (AssertionError, TypeError, ValueError) as e:
-            detail = " ".join(str(e).split())
-            return "fail", detail[:300]
-    return "pass", ""
+            return " ".join(str(e).split())
+        return None
+
+    sets = case.data_sets
+    for feeds, expected in sets:
+        try:
+            outputs = run(feeds)
+        except Exception as e:  # every refusal is a result
+            return {"status": "error", "detail": _first_line(e), "first": False}
+        if (detail := mismatch(expected, outputs)) is not None:
+            return {"status": "fail", "detail": detail[:300], "first": False}
+    if not sets:
+        return {"status": "pass", "detail": "", "first": True}
+
+    failures: list[str] = []
+
+    def again(label: str, k: int) -> None:
+        feeds, expected = sets[k]
+        try:
+            outputs = run(feeds)
+        except Exception as e:
+            failures.append(f"{label} raised {_first_line(e)}")
+            return
+        if mismatch(expected, outputs) is not None:
+            worst = _worst_difference(expected, outputs, case.rtol, case.atol)
+            failures.append(f"{label}: {worst}")
+
+    for r in range(2, runs + 1):
+        for k in range(len(sets)):
+            again(f"run {r} of data set {k}", k)
+    other = sets[1][0] if len(sets) > 1 else _shuffled(sets[0][0])
+    with contextlib.suppress(Exception):  # its outputs are not checked, its errors no result
+        run(other)
+    again(f"run {runs + 1} of data set 0, after other inputs", 0)
+    if failures:
+        later = (runs - 1) * len(sets) + 1
+        detail = f"{failures[0]} ({len(failures)} of {later} later runs wrong)"
+        return {"status": "fail-rerun", "detail": detail[:300], "first": True}
+    return {"status": "pass", "detail": "", "first": True}
+
+
+def run_case(engine: str, case_id: str) -> dict[str, Any]:
+    """Runs one case through one session of `engine`; returns {status, detail, first}."""
+    case = load_case(case_id)
+    try:
+        with SESSIONS[engine](case) as run:
+            return check_runs(case, run)
+    except Exception as e:  # every refusal is a result
+        return {"status": "error", "detail": _first_line(e), "first": False}
 
 
 def _serve(engine: str, conn: Any) -> None:
@@ -247,8 +359,8 @@ def _serve(engine: str, conn: Any) -> None:
         if case_id is None:
             return
         start = time.perf_counter()
-        status, detail = run_case(engine, case_id)
-        conn.send((status, detail, time.perf_counter() - start))
+        result = run_case(engine, case_id)
+        conn.send({**result, "seconds": time.perf_counter() - start})
 
 
 class Worker:
@@ -263,7 +375,7 @@ class Worker:
         self.proc.start()
         child.close()
 
-    def run(self, case_id: str, seconds: float) -> tuple[str, str, float]:
+    def run(self, case_id: str, seconds: float) -> dict[str, Any]:
         start = time.perf_counter()
         self.conn.send(case_id)
         try:
@@ -274,7 +386,12 @@ class Worker:
             self.proc.join(5)
             status, detail = "crash", f"worker died (exit code {self.proc.exitcode})"
         self.stop()
-        return status, detail, time.perf_counter() - start
+        return {
+            "status": status,
+            "detail": detail,
+            "first": False,
+            "seconds": time.perf_counter() - start,
+        }
 
     def stop(self) -> None:
         if self.proc.is_alive():
@@ -291,7 +408,8 @@ class Worker:
 def run_all(
     engines: list[str], ids: list[str], jobs: int, seconds: float
 ) -> dict[str, dict[str, dict]]:
-    """Runs every case on every engine; results[engine][case] = {status, detail, seconds}."""
+    """Runs every case on every engine; results[engine][case] = {status, detail, first,
+    seconds}, `first` whether the case's first round of runs matched."""
     from rich.progress import Progress
 
     results: dict[str, dict[str, dict]] = {e: {} for e in engines}
@@ -313,13 +431,9 @@ def run_all(
                 worker = workers.get(engine)
                 if worker is None or not worker.proc.is_alive():
                     worker = workers[engine] = Worker(engine)
-                status, detail, took = worker.run(case_id, seconds)
+                result = worker.run(case_id, seconds)
                 with lock:
-                    results[engine][case_id] = {
-                        "status": status,
-                        "detail": detail,
-                        "seconds": round(took, 3),
-                    }
+                    results[engine][case_id] = {**result, "seconds": round(result["seconds"], 3)}
                     progress.advance(task)
         finally:
             for w in workers.values():
@@ -369,6 +483,42 @@ def totals_table(engines: list[str], ids: list[str], results: dict) -> list[list
     return rows
 
 
+def runs_table(engines: list[str], ids: list[str], results: dict) -> list[list[str]]:
+    """Per engine: node-suite (and all-suite) passes on the first run and on every run."""
+    rows = []
+    for suite in ("node", "all"):
+        mine = [i for i in ids if suite == "all" or i.startswith(suite + "/")]
+        if not mine or (suite == "all" and all(i.startswith("node/") for i in ids)):
+            continue
+        for e in engines:
+            first = sum(bool(results[e][i].get("first")) for i in mine)
+            every = sum(results[e][i]["status"] == "pass" for i in mine)
+            rerun = sum(results[e][i]["status"] == "fail-rerun" for i in mine)
+            rows.append([suite, e, str(len(mine)), str(first), str(every), str(rerun)])
+    return rows
+
+
+RUNS_HEADER = [
+    "suite",
+    "engine",
+    "cases",
+    "pass 1st run",
+    f"pass all runs ({RUNS}+1)",
+    "fail-rerun",
+]
+STATUSES = ("pass", "fail", "fail-rerun", "error", "timeout", "crash")
+
+
+def reruns(engines: list[str], ids: list[str], results: dict) -> list[tuple[str, str, str]]:
+    """Cases whose first run matched and a later one did not: (engine, case, detail)."""
+    return [
+        (e, i, results[e][i]["detail"])
+        for e in engines
+        for i in ids
+        if results[e][i]["status"] == "fail-rerun"
+    ]
+
+
 def op_table(engines: list[str], ids: list[str], results: dict) -> list[list[str]]:
     by_op: dict[str, list[str]] = defaultdict(list)
     for case_id, op in _ops(ids).items():
@@ -388,21 +538,30 @@ def print_tables(engines: list[str], ids: list[str], results: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    for title, key, rows in (
-        ("node suite by operator", "operator", op_table(engines, ids, results)),
-        ("passes per suite", "suite", totals_table(engines, ids, results)),
+    for title, header, rows in (
+        (
+            "node suite by operator",
+            ["operator", "cases", *engines],
+            op_table(engines, ids, results),
+        ),
+        ("passes per suite", ["suite", "cases", *engines], totals_table(engines, ids, results)),
+        ("first run and all runs", RUNS_HEADER, runs_table(engines, ids, results)),
     ):
         if not rows:
             continue
         table = Table(title=title)
-        for col in [key, "cases", *engines]:
-            table.add_column(col, justify="left" if col == key else "right")
+        for col in header:
+            table.add_column(
+                col, justify="left" if col in ("operator", "suite", "engine") else "right"
+            )
         for row in rows:
             table.add_row(*row)
         console.print(table)
     statuses = {e: Counter(r["status"] for r in results[e].values()) for e in engines}
     for e in engines:
         console.print(f"{e}: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses[e].items())))
+    for e, case_id, detail in reruns(engines, ids, results):
+        print(f"{e} fail-rerun: {case_id}: {detail}")
 
 
 def differences(results: dict, ids: list[str]) -> list[tuple[str, str, str]]:
@@ -439,6 +598,7 @@ def write_docs(
         and results["tract"][i]["status"] != "pass"
     ]
     diffs = differences(results, ids)
+    rerun_list = reruns(engines, ids, results)
     crashes = {e: [i for i in ids if results[e][i]["status"] == "crash"] for e in engines}
     parts = [
         head.rstrip() + "\n\n" if head else "",
@@ -448,15 +608,31 @@ def write_docs(
         f"{os.cpu_count()} cores).\n\nVersions: {versions}.\n\n",
         "### Passes per suite\n\n",
         _md_table(["suite", "cases", *engines], totals_table(engines, ids, results)),
+        "\n\n### First run and all runs\n\n",
+        f"A case passes only if all of its runs in one session match: every data set {RUNS} "
+        "times, then once more after other inputs. `pass 1st run` counts the cases whose "
+        "first run of each data set matched.\n\n",
+        _md_table(RUNS_HEADER, runs_table(engines, ids, results)),
+        "\n\nCases that pass their first run and fail a later one:\n\n",
+        _md_table(
+            ["case", "engine", "detail"],
+            [[i, e, d.replace("|", "\\|")] for e, i, d in rerun_list],
+        )
+        if rerun_list
+        else "None.",
         "\n\n### Outcomes\n\n",
         _md_table(
-            ["engine", "pass", "fail (wrong output)", "error (refused)", "timeout", "crash"],
             [
-                [e]
-                + [
-                    str(sum(r["status"] == s for r in results[e].values()))
-                    for s in ("pass", "fail", "error", "timeout", "crash")
-                ]
+                "engine",
+                "pass",
+                "fail (wrong output)",
+                "fail-rerun (wrong on a later run)",
+                "error (refused)",
+                "timeout",
+                "crash",
+            ],
+            [
+                [e] + [str(sum(r["status"] == s for r in results[e].values())) for s in STATUSES]
                 for e in engines
             ],
         ),

@@ -9,6 +9,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::ops::konst::Const;
 use tract_onnx::tract_hir::ops::source::Source;
 
+use crate::model_error::ModelError;
 use crate::wire::{self, Dim, GuestError, GuestResult, Meta, RunRequest, Signature};
 
 const DEFAULT_PLAN_CACHE: usize = 4;
@@ -95,6 +96,14 @@ fn chain(e: &anyhow::Error) -> String {
         s.push_str(" [...]");
     }
     s
+}
+
+/// The refusal an op of our own chose, if one is in `e`'s chain.
+fn model_error(e: &anyhow::Error) -> Option<GuestError> {
+    Some(match crate::model_error::find(e)? {
+        ModelError::Inconsistent(m) => GuestError::invalid_model(m.clone()),
+        ModelError::Unsupported(m) => GuestError::unsupported_model(m.clone()),
+    })
 }
 
 fn signature(info: &pb::ValueInfoProto) -> Signature {
@@ -233,12 +242,50 @@ struct PlanKey {
 /// only their shapes, to type ops such as ConstantOfShape or Range on them
 /// ("shape input is variable"). A plan built with them is reused for the same values.
 fn specializable(t: &Tensor) -> bool {
-    t.datum_type().is_integer() && t.len() <= MAX_SPECIALIZED_ELEMENTS
+    specializable_type(t.datum_type()) && t.len() <= MAX_SPECIALIZED_ELEMENTS
 }
 
+/// Integers, and booleans: an `If`'s condition is often a boolean input.
+fn specializable_type(dt: DatumType) -> bool {
+    dt.is_integer() || dt == DatumType::Bool
+}
+
+/// How a plan's input facts are set.
+#[derive(Clone, Copy, PartialEq)]
+enum Typing {
+    /// Each input's dtype and concrete shape (or its value, when specialised).
+    Concrete,
+    /// The facts the graph declares, symbols included: what native tract is given.
+    Declared,
+}
+
+impl Typing {
+    fn describe(self, specialised: bool, value_info: bool) -> String {
+        let facts = match (self, specialised) {
+            (Typing::Concrete, false) => "concrete input shapes",
+            (Typing::Concrete, true) => "input values",
+            (Typing::Declared, _) => "declared input facts",
+        };
+        if value_info {
+            facts.to_string()
+        } else {
+            format!("{facts} without value_info")
+        }
+    }
+}
+
+/// Why no way of typing the model built a plan: the first error, and every way tried.
+struct Refusal {
+    first: anyhow::Error,
+    tried: Vec<String>,
+}
+
+/// An optimised plan. Runs never share a `TypedSimpleState`: op states (Scan's and
+/// LSTM's hidden state, random generators) and per-session scratch would otherwise
+/// carry from one run into the next and change its answer.
 struct Plan {
     key: PlanKey,
-    state: TypedSimpleState,
+    plan: Arc<TypedRunnableModel>,
 }
 
 /// A loaded model: its signatures and the optimised plans built so far.
@@ -246,6 +293,8 @@ pub struct Loaded {
     model: InferenceModel,
     /// Whether the graph's `value_info` put facts on inner values (see `without_value_info`).
     has_value_info: bool,
+    /// Whether the graph declares every input's dtype and dims (no symbols).
+    fully_declared: bool,
     pub inputs: Vec<Signature>,
     pub outputs: Vec<Signature>,
     pub meta: Meta,
@@ -266,6 +315,9 @@ impl Loaded {
         let mut onnx = tract_onnx::onnx();
         crate::lrn::register(&mut onnx);
         crate::maxpool::register(&mut onnx);
+        crate::if_fold::register(&mut onnx);
+        crate::ml_linear::register(&mut onnx);
+        crate::ml_tree::register(&mut onnx);
         let mut ops = BTreeMap::new();
         let mut missing = vec![];
         check_graph(&onnx, graph, true, &mut ops, &mut missing)?;
@@ -288,7 +340,9 @@ impl Loaded {
         let has_value_info = !graph.value_info.is_empty();
 
         let parsed = onnx.parse(&proto, None).map_err(|e| {
-            GuestError::invalid_model(format!("tract could not read the graph: {}", chain(&e)))
+            model_error(&e).unwrap_or_else(|| {
+                GuestError::invalid_model(format!("tract could not read the graph: {}", chain(&e)))
+            })
         })?;
         drop(proto);
         if !parsed.unresolved_inputs.is_empty() {
@@ -305,9 +359,14 @@ impl Loaded {
             .and_then(|o| o.plan_cache)
             .map(|n| (n as usize).clamp(1, MAX_PLAN_CACHE))
             .unwrap_or(DEFAULT_PLAN_CACHE);
+        let fully_declared = inputs.iter().all(|sig| {
+            datum_type(&sig.dtype).is_some()
+                && sig.shape.as_ref().is_some_and(|dims| dims.iter().all(|d| matches!(d, Dim::Known(_))))
+        });
         let mut loaded = Loaded {
             model,
             has_value_info,
+            fully_declared,
             inputs,
             outputs,
             meta,
@@ -335,10 +394,12 @@ impl Loaded {
         }
         let key = PlanKey { inputs, outputs: (0..self.outputs.len()).collect(), values: vec![] };
         match self.build(&key) {
-            Ok(state) => self.plans.push(Plan { key, state }),
-            // It may type once the values of its small integer inputs are known: at run time.
-            Err(_) if key.inputs.iter().any(|(dt, _)| dt.is_integer()) => self.needs_values.push(key),
-            Err(e) => return Err(e),
+            Ok(plan) => self.plans.push(Plan { key, plan }),
+            // It may type once the values of its small inputs are known: at run time.
+            Err(_) if key.inputs.iter().any(|(dt, _)| specializable_type(*dt)) => {
+                self.needs_values.push(key)
+            }
+            Err(r) => return Err(self.refusal(&key, r)),
         }
         Ok(())
     }
@@ -358,9 +419,41 @@ impl Loaded {
         model
     }
 
-    fn build(&self, key: &PlanKey) -> GuestResult<TypedSimpleState> {
-        let attempt = |base: InferenceModel| -> TractResult<TypedSimpleState> {
-            let mut model = base;
+    /// Builds the plan for `key`, trying each way of typing the model in turn: a
+    /// model that one way cannot type may type another (tract's analysis is not
+    /// monotonic in what it is told), and native tract runs models with the facts
+    /// their graph declares. The error names every way tried.
+    fn build(&self, key: &PlanKey) -> Result<Arc<TypedRunnableModel>, Refusal> {
+        let specialised = key.values.iter().any(Option::is_some);
+        let mut ways: Vec<(Typing, bool)> = vec![];
+        for typing in [Typing::Concrete, Typing::Declared] {
+            // Declared facts are the concrete ones when the graph states every dim, and
+            // mean nothing for a plan specialised for input values.
+            if typing == Typing::Declared && (specialised || self.fully_declared) {
+                continue;
+            }
+            ways.push((typing, true));
+            if self.has_value_info {
+                ways.push((typing, false));
+            }
+        }
+        let mut first = None;
+        let mut tried = vec![];
+        for (typing, value_info) in ways {
+            let base = if value_info { self.model.clone() } else { self.without_value_info() };
+            match self.attempt(base, key, typing) {
+                Ok(plan) => return Ok(plan),
+                Err(e) => {
+                    first.get_or_insert(e);
+                    tried.push(typing.describe(specialised, value_info));
+                }
+            }
+        }
+        Err(Refusal { first: first.expect("at least one way is tried"), tried })
+    }
+
+    fn attempt(&self, mut model: InferenceModel, key: &PlanKey, typing: Typing) -> TractResult<Arc<TypedRunnableModel>> {
+        if typing == Typing::Concrete {
             for (ix, (dt, shape)) in key.inputs.iter().enumerate() {
                 let fact = match key.values.get(ix) {
                     Some(Some(value)) => InferenceFact::from(value.clone()),
@@ -368,32 +461,31 @@ impl Loaded {
                 };
                 model.set_input_fact(ix, fact)?;
             }
-            let all = model.output_outlets()?.to_vec();
-            model.select_output_outlets(&key.outputs.iter().map(|&i| all[i]).collect::<Vec<_>>())?;
-            let plan = model.into_optimized()?.into_runnable()?;
-            plan.spawn()
-        };
-        match attempt(self.model.clone()) {
-            Ok(state) => Ok(state),
-            Err(first) => {
-                if self.has_value_info {
-                    if let Ok(state) = attempt(self.without_value_info()) {
-                        return Ok(state);
-                    }
-                }
-                let shapes: Vec<String> = key
-                    .inputs
-                    .iter()
-                    .zip(&self.inputs)
-                    .map(|((dt, shape), sig)| format!("{}: {:?} {:?}", sig.name, dt, shape))
-                    .collect();
-                Err(GuestError::unsupported_model(format!(
-                    "tract cannot run this model for inputs {}: {}",
-                    shapes.join(", "),
-                    chain(&first)
-                )))
-            }
         }
+        let all = model.output_outlets()?.to_vec();
+        model.select_output_outlets(&key.outputs.iter().map(|&i| all[i]).collect::<Vec<_>>())?;
+        let plan = model.into_optimized()?.into_runnable()?;
+        // Spawned once here so that a plan whose op states cannot be built fails now.
+        plan.spawn()?;
+        Ok(plan)
+    }
+
+    fn refusal(&self, key: &PlanKey, refusal: Refusal) -> GuestError {
+        if let Some(e) = model_error(&refusal.first) {
+            return e;
+        }
+        let shapes: Vec<String> = key
+            .inputs
+            .iter()
+            .zip(&self.inputs)
+            .map(|((dt, shape), sig)| format!("{}: {:?} {:?}", sig.name, dt, shape))
+            .collect();
+        GuestError::unsupported_model(format!(
+            "tract cannot run this model for inputs {} (tried {}): {}",
+            shapes.join(", "),
+            refusal.tried.join("; "),
+            chain(&refusal.first)
+        ))
     }
 
     /// Makes the plan for `key` the front of the cache (most recently used),
@@ -405,8 +497,8 @@ impl Loaded {
         } else {
             // Free the least recently used plan before building, not after.
             self.plans.truncate(self.plan_cache - 1);
-            let state = self.build(&key)?;
-            self.plans.insert(0, Plan { key, state });
+            let plan = self.build(&key).map_err(|r| self.refusal(&key, r))?;
+            self.plans.insert(0, Plan { key, plan });
         }
         Ok(())
     }
@@ -422,8 +514,28 @@ impl Loaded {
         if self.needs_values.contains(&shapes) {
             return self.plan(PlanKey { values, ..shapes });
         }
-        let Err(first) = self.plan(shapes.clone()) else { return Ok(()) };
-        self.plan(PlanKey { values, ..shapes.clone() }).map_err(|_| first)?;
+        if let Some(pos) = self.plans.iter().position(|p| p.key == shapes) {
+            let plan = self.plans.remove(pos);
+            self.plans.insert(0, plan);
+            return Ok(());
+        }
+        self.plans.truncate(self.plan_cache - 1);
+        let by_shapes = match self.build(&shapes) {
+            Ok(plan) => {
+                self.plans.insert(0, Plan { key: shapes, plan });
+                return Ok(());
+            }
+            Err(refusal) => refusal,
+        };
+        let specialised = PlanKey { values, ..shapes.clone() };
+        match self.build(&specialised) {
+            Ok(plan) => self.plans.insert(0, Plan { key: specialised, plan }),
+            Err(by_values) => {
+                let mut refusal = by_shapes;
+                refusal.tried.extend(by_values.tried);
+                return Err(self.refusal(&shapes, refusal));
+            }
+        }
         if self.needs_values.len() >= MAX_PLAN_CACHE {
             self.needs_values.remove(0);
         }
@@ -474,7 +586,9 @@ impl Loaded {
         };
         let names: Vec<String> = outputs.iter().map(|&i| self.outputs[i].name.clone()).collect();
         self.select_plan(PlanKey { inputs: key_inputs, outputs, values: vec![] }, &tensors)?;
-        let results = self.plans[0].state.run(tensors).map_err(|e| {
+        // A fresh state per run, dropped after it: a run's outputs depend only on the
+        // model and this run's inputs (tract's own SimplePlan::run does the same).
+        let results = self.plans[0].plan.spawn().and_then(|mut state| state.run(tensors)).map_err(|e| {
             GuestError::invalid_input(format!("running the model failed: {}", chain(&e)))
         })?;
         // Convert all before writing any, so that an error leaves no half response.

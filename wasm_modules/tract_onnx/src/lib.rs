@@ -11,6 +11,16 @@ mod lrn;
 #[cfg(feature = "engine")]
 mod maxpool;
 #[cfg(feature = "engine")]
+mod if_fold;
+#[cfg(feature = "engine")]
+mod model_error;
+#[cfg(feature = "engine")]
+mod guard;
+#[cfg(feature = "engine")]
+mod ml_linear;
+#[cfg(feature = "engine")]
+mod ml_tree;
+#[cfg(feature = "engine")]
 mod slices;
 
 #[cfg(feature = "engine")]
