@@ -21,6 +21,9 @@ from .errors import (
 )
 from .isolate import RunStats
 from .limits import Limits
+from .options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
+from .pool import PoolStats
+from .providers import get_available_providers, get_device
 from .session import InferenceSession, ModelMetadata, NodeArg
 
 try:
@@ -29,7 +32,9 @@ except _metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "ExecutionMode",
     "FuelExhausted",
+    "GraphOptimizationLevel",
     "GuestCrash",
     "GuestProtocolError",
     "InferenceSession",
@@ -40,9 +45,14 @@ __all__ = [
     "MemoryLimitExceeded",
     "ModelMetadata",
     "NodeArg",
+    "PoolStats",
+    "RunOptions",
     "RunStats",
+    "SessionOptions",
     "TimeoutExceeded",
     "UnsupportedModel",
     "WasmHostError",
     "__version__",
+    "get_available_providers",
+    "get_device",
 ]

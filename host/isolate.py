@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import enum
 import math
 import re
 import struct
@@ -55,6 +56,15 @@ from .limits import Limits, format_size
 
 #: `wh_result_cell`'s layout: the last response's address and length.
 _CELL = struct.Struct("<II")
+
+
+class Default(enum.Enum):
+    """The type of `DEFAULT`: "the limits' value", where None means "no limit"."""
+
+    DEFAULT = "default"
+
+
+DEFAULT = Default.DEFAULT
 #: Request buffers up to this size stay allocated in the guest between calls.
 _KEEP_BUFFER = 1 << 20
 #: Fuel given to `_initialize` and ABI checks when runs are metered (tract's start-up).
@@ -164,7 +174,10 @@ class Isolate:
     def __init__(self, model: bytes, limits: Limits, engine: Engine | None = None) -> None:
         self.limits = limits
         self.engine = engine or Engine.get(
-            EngineConfig(fuel=limits.fuel is not None, epoch=limits.timeout is not None)
+            EngineConfig(
+                fuel=limits.fuel is not None or limits.load_fuel is not None,
+                epoch=limits.timeout is not None,
+            )
         )
         self.dead = False
         self.last_stats: RunStats | None = None
@@ -190,7 +203,7 @@ class Isolate:
     def _start(self, model: bytes) -> None:
         # Instantiating and initialising run the guest's own code, not the model's: a
         # floor on their deadline keeps a short timeout from failing them on a busy host.
-        self._arm(_SETUP_FUEL, floor=_SETUP_SECONDS)
+        self._arm(_SETUP_FUEL, self.limits.timeout, floor=_SETUP_SECONDS)
         try:
             instance = self.engine.pre.instantiate(self.store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
@@ -216,7 +229,14 @@ class Isolate:
             self._range(cell, _CELL.size, len(self._guest_memory()))
             self._cell = cell & 0xFFFFFFFF
         request = wire.encode_load(model, self.limits.plan_cache)
-        self.signature = wire.load_result(self._call("wh_load", request, "loading"))
+        # Loading has a budget of its own: typing and optimising a model takes far more
+        # instructions than running a small one.
+        response = self._call("wh_load", request, "loading", self.limits.timeout, self._load_fuel)
+        self.signature = wire.load_result(response)
+
+    @property
+    def _load_fuel(self) -> int:
+        return _SETUP_FUEL if self.limits.load_fuel is None else self.limits.load_fuel
 
     def close(self) -> None:
         """Frees the store (and the guest's memory) now rather than at garbage collection."""
@@ -227,25 +247,43 @@ class Isolate:
 
     # --- calls ------------------------------------------------------------
 
-    def run(self, inputs: list[tuple[str, np.ndarray]], outputs: list[str]) -> list[np.ndarray]:
+    def run(
+        self,
+        inputs: list[tuple[str, np.ndarray]],
+        outputs: list[str],
+        timeout: float | Default | None = DEFAULT,
+        fuel: int | Default | None = DEFAULT,
+    ) -> list[np.ndarray]:
         """Runs the model; `inputs` are C-contiguous native-endian arrays (the session checks).
+
+        `timeout` and `fuel` override the limits' for this run.
 
         Raises:
             InvalidInput, UnsupportedModel: the guest refused the inputs.
             MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: the run trapped.
             GuestProtocolError: the guest broke ABI v1.
         """
-        response = self._call("wh_run", wire.encode_run(inputs, outputs), "running the model")
+        timeout = self.limits.timeout if timeout is DEFAULT else timeout
+        fuel = self.limits.fuel if fuel is DEFAULT else fuel
+        request = wire.encode_run(inputs, outputs)
+        response = self._call("wh_run", request, "running the model", timeout, fuel)
         views = wire.run_result(response, outputs, self._payload)
         return [view.to_array() for view in views]
 
-    def _call(self, fn: str, request: list[wire.Segment], what: str) -> dict:
+    def _call(
+        self,
+        fn: str,
+        request: list[wire.Segment],
+        what: str,
+        timeout: float | None,
+        fuel: int | None,
+    ) -> dict:
         if self.dead:
             raise GuestProtocolError("this isolate trapped before and cannot be used")
         start = time.perf_counter()
         self.stdout.clear()
         self.stderr.clear()
-        fuel = self._arm(self.limits.fuel)
+        fuel = self._arm(fuel, timeout)
         size = wire.segments_size(request)
         ptr = self._request_buffer(size, what)
         self._write(ptr, size, request)
@@ -292,11 +330,12 @@ class Isolate:
             self._buffer = (0, 0)
             self._guard(lambda: self._fn["wh_free"](ptr, capacity), what)
 
-    def _arm(self, fuel: int | None, floor: float = 0.0) -> int | None:
+    def _arm(self, fuel: int | None, timeout: float | None, floor: float = 0.0) -> int | None:
         """Sets the deadline and fuel for the next call; returns the fuel given."""
-        timeout = self.limits.timeout
         if timeout is not None:
             timeout = max(timeout, floor)
+        # What the trap messages name: the budgets this call was given.
+        self._armed = (timeout, fuel)
         # A tick may come just after arming: one more tick keeps the deadline a floor.
         ticks = (1 << 62) if timeout is None else math.ceil(timeout / TICK_SECONDS) + 1
         if self.engine.config.epoch:
@@ -323,10 +362,16 @@ class Isolate:
         stderr = self.stderr.text()
         code = getattr(e, "trap_code", None)
         limit = format_size(int(self.limits.memory))
+        timeout, fuel = getattr(self, "_armed", (self.limits.timeout, self.limits.fuel))
         if code == wasmtime.TrapCode.INTERRUPT:
-            return TimeoutExceeded(f"{what}: exceeded the {self.limits.timeout} s timeout")
+            return TimeoutExceeded(f"{what}: exceeded the {timeout} s timeout")
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return FuelExhausted(f"{what}: used up its fuel ({self.limits.fuel} instructions)")
+            if what == "loading":
+                return FuelExhausted(
+                    f"loading: used up its load fuel ({fuel} instructions, Limits.load_fuel)"
+                )
+            budget = "Limits.fuel" if fuel == self.limits.fuel else "this run's fuel"
+            return FuelExhausted(f"{what}: used up its fuel ({fuel} instructions, {budget})")
         if m := _OOM.search(stderr):
             return MemoryLimitExceeded(
                 f"{what}: the guest could not allocate {format_size(int(m[1] or m[2]))} "

@@ -60,7 +60,9 @@ class Limits:
     Attributes:
         memory: cap on the guest's linear memory (default 512 MiB, at most 4 GiB).
         timeout: wall-clock seconds per guest call (model load, each run), or None.
-        fuel: instructions per guest call (deterministic), or None for unmetered.
+        fuel: instructions per run (deterministic), or None for unmetered.
+        load_fuel: instructions for loading the model (parsing, typing and optimising it,
+            which takes far more than a run of a small model), or None for no budget.
         max_model_size: largest model accepted, checked before reading it (default 256 MiB).
         max_stdio: bytes of the guest's stdout and stderr kept per call (default 64 KiB).
         plan_cache: optimised plans (one per input-shape signature) kept per isolate.
@@ -72,6 +74,7 @@ class Limits:
     memory: int | str = "512MiB"
     timeout: float | None = 30.0
     fuel: int | None = None
+    load_fuel: int | None = None
     max_model_size: int | str = "256MiB"
     max_stdio: int | str = "64KiB"
     plan_cache: int = 4
@@ -90,10 +93,12 @@ class Limits:
                 raise InvalidArgument(f"timeout: expected seconds, got {self.timeout!r}")
             if not 0 < self.timeout < 1e7 or math.isnan(self.timeout):
                 raise InvalidArgument(f"timeout: must be positive seconds, got {self.timeout!r}")
-        if self.fuel is not None and (
-            isinstance(self.fuel, bool) or not isinstance(self.fuel, int) or self.fuel <= 0
-        ):
-            raise InvalidArgument(f"fuel: expected a positive integer, got {self.fuel!r}")
+        for name in ("fuel", "load_fuel"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            ):
+                raise InvalidArgument(f"{name}: expected a positive integer, got {value!r}")
         if isinstance(self.plan_cache, bool) or not isinstance(self.plan_cache, int):
             raise InvalidArgument(f"plan_cache: expected an integer, got {self.plan_cache!r}")
         if not 1 <= self.plan_cache <= 64:

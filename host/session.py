@@ -11,10 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from . import providers as _providers
 from . import rewrite
 from .errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
-from .isolate import Isolate, RunStats
+from .isolate import DEFAULT, Default, Isolate, RunStats
 from .limits import Limits, format_size
+from .options import RunOptions, SessionOptions
+from .pool import IsolatePool, PoolStats
+from .providers import PROVIDER
 from .wire import DTYPES, Signature, dtype_name
 
 # onnxruntime's type names, by numpy dtype name (and ONNX's, for types not exchanged).
@@ -70,11 +74,20 @@ class InferenceSession:
 
     Args:
         path_or_bytes: a path to an .onnx file, or its bytes.
+        sess_options: onnxruntime's SessionOptions (wasmhost's, which also carries
+            `limits` and `pool_size`); a `Limits` is accepted here too.
+        providers: onnxruntime's provider list: `WasmHostExecutionProvider` or
+            `CPUExecutionProvider` (the same thing here), as names or (name, options).
+        provider_options: one dict per provider; wasmhost's provider takes `memory`,
+            `timeout`, `fuel`, `load_fuel` and `pool_size` (values or strings).
         limits: memory, time and fuel limits of each isolate (default `Limits()`).
         pool_size: most isolates run at once, one per concurrent `run` (default: CPU count).
 
+    The keyword arguments win over provider options, which win over `sess_options`.
+
     Raises:
         FileNotFoundError, OSError: the model file cannot be read.
+        InvalidArgument: a provider other than the CPU's, or an option out of range.
         InvalidModel: not an ONNX model, or larger than `limits.max_model_size`.
         UnsupportedModel: tract cannot run it (the message names the operator), even
             with the operators it lacks inlined from their ONNX function definitions.
@@ -84,13 +97,24 @@ class InferenceSession:
     def __init__(
         self,
         path_or_bytes: str | os.PathLike[str] | bytes,
+        sess_options: SessionOptions | Limits | None = None,
+        providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
+        provider_options: Sequence[dict[str, Any]] | None = None,
+        *,
         limits: Limits | None = None,
         pool_size: int | None = None,
     ) -> None:
-        self.limits = limits or Limits()
-        if pool_size is not None and (not isinstance(pool_size, int) or pool_size < 1):
-            raise InvalidArgument(f"pool_size must be a positive integer, got {pool_size!r}")
-        self.pool_size = pool_size or os.cpu_count() or 1
+        if isinstance(sess_options, Limits):  # wasmhost's first API: (model, limits)
+            sess_options, limits = None, limits or sess_options
+        if sess_options is not None and not isinstance(sess_options, SessionOptions):
+            raise InvalidArgument(
+                f"sess_options must be a wasmhost.SessionOptions, not {type(sess_options).__name__}"
+            )
+        self._sess_options = sess_options or SessionOptions()
+        self._explicit = (limits, pool_size)
+        self.limits, self.pool_size, self._provider_options = self._configure(
+            providers, provider_options
+        )
         self._model = self._read(path_or_bytes)
         #: Operators that tract lacks and that were inlined from their ONNX definitions.
         self.expanded_functions: list[str] = []
@@ -103,10 +127,32 @@ class InferenceSession:
         self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s) for s in sig.outputs]
         self._output_names_all = [o.name for o in self._outputs]
         self._meta = sig.meta
-        self._idle = [first]
-        self._live = 1
-        self._cond = threading.Condition()
+        self._pool = IsolatePool(self._isolate, self.limits, self.pool_size, first)
         self._local = threading.local()
+
+    def _configure(
+        self,
+        providers: Sequence[str | tuple[str, dict[str, Any]]] | None,
+        provider_options: Sequence[dict[str, Any]] | None,
+    ) -> tuple[Limits, int, dict[str, str]]:
+        """The limits, pool size and wasmhost provider options these arguments make."""
+        limits, pool_size = self._sess_options.resolve()
+        options = _providers.provider_options(providers, provider_options)
+        if options:
+            limits, pool_size = _providers.apply_provider_options(
+                limits or Limits(), pool_size, options
+            )
+        explicit_limits, explicit_pool = self._explicit
+        limits = explicit_limits or limits or Limits()
+        pool_size = explicit_pool if explicit_pool is not None else pool_size
+        if pool_size is not None and (
+            isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
+        ):
+            raise InvalidArgument(f"pool_size must be a positive integer, got {pool_size!r}")
+        return limits, pool_size or os.cpu_count() or 1, {k: str(v) for k, v in options.items()}
+
+    def _isolate(self, limits: Limits) -> Isolate:
+        return Isolate(self._model, limits)
 
     def _first_isolate(self) -> Isolate:
         try:
@@ -192,35 +238,76 @@ class InferenceSession:
         )
 
     def get_providers(self) -> list[str]:
-        return ["WasmHostExecutionProvider"]
+        """The providers the session runs on: wasmhost's sandbox, on the CPU."""
+        return [PROVIDER]
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        """Each provider's options, as strings (onnxruntime's shape)."""
+        return {PROVIDER: dict(self._provider_options)}
+
+    def set_providers(
+        self,
+        providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
+        provider_options: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Re-applies providers and their options: new limits apply to the next runs
+        (idle isolates are dropped; running ones finish under the old limits).
+
+        Raises:
+            InvalidArgument: a provider other than the CPU's, or an option out of range.
+        """
+        self.limits, self.pool_size, self._provider_options = self._configure(
+            providers, provider_options
+        )
+        self._pool.reconfigure(self.limits, self.pool_size)
+
+    def get_session_options(self) -> SessionOptions:
+        """The session's options, with the limits and pool size in effect."""
+        opts = SessionOptions(**{n: getattr(self._sess_options, n) for n in SessionOptions._names})
+        opts.limits, opts.pool_size = self.limits, self.pool_size
+        return opts
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        """None: initializers are the model's own, never fed (onnxruntime lists those a
+        feed may replace; wasmhost does not let a feed replace one)."""
+        return []
+
+    @property
+    def pool(self) -> PoolStats:
+        """The isolates this session holds and has made, now."""
+        return self._pool.stats()
 
     def run(
         self,
         output_names: Sequence[str] | None,
         input_feed: Mapping[str, Any],
-        run_options: Any = None,
+        run_options: RunOptions | None = None,
     ) -> list[Any]:
-        """Runs the model on `input_feed` and returns the outputs named (all if None).
+        """Runs the model on `input_feed` and returns the outputs named (all if None or []).
 
         Feeds are numpy arrays (or scalars) whose dtype is the input's exactly: like
         onnxruntime, nothing is cast. Safe to call from several threads at once.
         Outputs are numpy arrays, except a classifier's ZipMap output: a list of
         {label: probability} dicts, as onnxruntime returns it.
 
+        `run_options` (a RunOptions) may give this run its own `timeout` and `fuel`.
+
         Raises:
             InvalidInput: an unknown, missing or mistyped input, a wrong rank or fixed dim,
                 an unknown output name, or a value the model cannot run on.
+            InvalidArgument: run options the session cannot honour.
             MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: the run trapped;
                 the isolate was discarded and the session goes on.
         """
+        timeout, fuel = self._run_budget(run_options)
         names = self._output_names(output_names)
         inputs = self._check_feed(input_feed)
-        isolate = self._acquire()
+        isolate = self._pool.acquire()
         try:
-            result = isolate.run(inputs, names)
+            result = isolate.run(inputs, names, timeout, fuel)
         finally:
             self._local.stats = isolate.last_stats
-            self._release(isolate)
+            self._pool.release(isolate)
         if self._zipmaps:
             return [
                 self._zipmap(n, r) if n in self._zipmaps else r
@@ -235,11 +322,7 @@ class InferenceSession:
 
     def close(self) -> None:
         """Drops the idle isolates; runs under way finish on theirs."""
-        with self._cond:
-            idle, self._idle = self._idle, []
-            self._live -= len(idle)
-        for isolate in idle:
-            isolate.close()
+        self._pool.close()
 
     def __enter__(self) -> InferenceSession:
         return self
@@ -249,10 +332,40 @@ class InferenceSession:
 
     # --- feeds --------------------------------------------------------------
 
+    def _run_budget(
+        self, run_options: RunOptions | None
+    ) -> tuple[float | Default | None, int | Default | None]:
+        """This run's timeout and fuel: the run options', or the limits' (DEFAULT)."""
+        if run_options is None:
+            return DEFAULT, DEFAULT
+        if not isinstance(run_options, RunOptions):
+            raise InvalidArgument(
+                f"run_options must be a wasmhost.RunOptions, not {type(run_options).__name__}"
+            )
+        if run_options.terminate:
+            raise InvalidArgument("RunOptions.terminate is set: the run was not started")
+        timeout: float | Default | None = DEFAULT
+        fuel: int | Default | None = DEFAULT
+        if run_options.timeout is not None:
+            if self.limits.timeout is None:
+                raise InvalidArgument(
+                    "RunOptions.timeout: this session has no timeout (Limits.timeout=None), "
+                    "so its code runs without deadline checks; give the session one"
+                )
+            timeout = Limits(timeout=run_options.timeout).timeout
+        if run_options.fuel is not None:
+            if self.limits.fuel is None:
+                raise InvalidArgument(
+                    "RunOptions.fuel: this session is not metered (Limits.fuel=None); "
+                    "give the session a fuel limit"
+                )
+            fuel = Limits(fuel=run_options.fuel).fuel
+        return timeout, fuel
+
     def _output_names(self, output_names: Sequence[str] | None) -> list[str]:
         known = self._output_names_all
-        if output_names is None:
-            return known
+        if not isinstance(output_names, str) and not output_names:
+            return known  # None or [], as onnxruntime
         if isinstance(output_names, str):
             raise InvalidInput("output_names must be a list of names or None, not a string")
         names = list(output_names)
@@ -278,33 +391,6 @@ class InferenceSession:
                 f"missing input '{missing[0]}' (the model needs: {', '.join(by_name)})"
             )
         return [(arg.name, _check_array(arg, feed[arg.name])) for arg in self._inputs]
-
-    # --- pool ---------------------------------------------------------------
-
-    def _acquire(self) -> Isolate:
-        with self._cond:
-            while not self._idle and self._live >= self.pool_size:
-                self._cond.wait()
-            if self._idle:
-                return self._idle.pop()
-            self._live += 1
-        try:
-            return Isolate(self._model, self.limits)
-        except BaseException:
-            with self._cond:
-                self._live -= 1
-                self._cond.notify()
-            raise
-
-    def _release(self, isolate: Isolate) -> None:
-        with self._cond:
-            if isolate.dead:
-                self._live -= 1  # a fresh isolate replaces it on next use
-            else:
-                self._idle.append(isolate)
-            self._cond.notify()
-        if isolate.dead:
-            isolate.close()
 
 
 def _check_array(arg: NodeArg, value: Any) -> np.ndarray:

@@ -14,6 +14,7 @@ import pytest
 from guests import LOAD_AT, LOAD_OK, RUN_AT, RUN_OK, guest, wat_bytes
 
 import wasmhost
+from wasmhost.isolate import Isolate
 
 X = {"x": np.ones(2, np.float32)}
 
@@ -149,8 +150,9 @@ def test_stdio_flood_is_bounded(use_guest):
     again = "(br_if $l (i32.lt_u (local.get $i) (i32.const 100000)))"
     flood = f"(local $i i32) (loop $l {call} {count} {again})"
     wat = guest(extra=data, alloc=f"{flood} i32.const 4096")
-    sess = use_guest(wat, wasmhost.Limits(max_stdio="4KiB"))
-    (isolate,) = sess._idle
+    limits = wasmhost.Limits(max_stdio="4KiB")
+    use_guest(wat, limits)
+    isolate = Isolate(b"any model", limits)
     assert isolate.stderr.total == 100_000_000
     assert isolate.stderr.buf == b"x" * 4096
 

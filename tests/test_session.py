@@ -11,6 +11,7 @@ from conftest import LIGHT, assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper
 
 import wasmhost
+from wasmhost.isolate import Isolate
 
 SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 
@@ -218,8 +219,18 @@ def test_fuel_is_deterministic_and_exhaustible():
         short = wasmhost.InferenceSession(model, limits=wasmhost.Limits(fuel=used // 2))
         with pytest.raises(wasmhost.FuelExhausted, match=f"{used // 2} instructions"):
             short.run(None, {"x": x})
-    with pytest.raises(wasmhost.FuelExhausted, match="loading"):
-        wasmhost.InferenceSession(model, limits=wasmhost.Limits(fuel=1000))
+    # Loading has a budget of its own: a run's budget does not bound it, and each error
+    # names the budget that ran out.
+    tight = wasmhost.InferenceSession(model, limits=wasmhost.Limits(fuel=1000))
+    for _ in range(2):
+        with pytest.raises(
+            wasmhost.FuelExhausted, match=r"running.*1000 instructions, Limits\.fuel"
+        ):
+            tight.run(None, {"x": x})
+    with pytest.raises(wasmhost.FuelExhausted, match=r"loading.*Limits\.load_fuel"):
+        wasmhost.InferenceSession(model, limits=wasmhost.Limits(load_fuel=1000))
+    loaded = wasmhost.InferenceSession(model, limits=wasmhost.Limits(load_fuel=10**9))
+    assert_outputs_equal(loaded.run(None, {"x": x}), reference(model, {"x": x}))
 
 
 def test_run_stats():
@@ -239,15 +250,12 @@ def test_concurrent_runs_are_correct_and_bounded():
     xs = [rng.standard_normal((1, 3, 224, 224), dtype=np.float32) for _ in range(3)]
     expected = [reference(SQUEEZENET, {"data_0": x}) for x in xs]
     errors: list[BaseException] = []
-    peak = 0
 
     def work(k: int) -> None:
-        nonlocal peak
         try:
             for i in range(4):
                 j = (i + k) % len(xs)
                 assert_outputs_equal(sess.run(None, {"data_0": xs[j]}), expected[j])
-                peak = max(peak, sess._live)
         except BaseException as e:
             errors.append(e)
 
@@ -257,7 +265,9 @@ def test_concurrent_runs_are_correct_and_bounded():
     for t in threads:
         t.join()
     assert not errors, errors
-    assert 1 <= peak <= 2
+    stats = sess.pool
+    assert 1 <= stats.peak <= 2 and stats.size == 2 and stats.discarded == 0
+    assert stats.live == stats.idle == stats.created == stats.peak
 
 
 def test_invalid_arguments():
@@ -273,6 +283,6 @@ def test_sessions_without_a_timeout_run_code_without_epoch_checks():
     x = {"data_0": np.random.default_rng(0).standard_normal((1, 3, 224, 224), np.float32)}
     timed = wasmhost.InferenceSession(model)
     untimed = wasmhost.InferenceSession(model, limits=wasmhost.Limits(timeout=None))
-    assert timed._idle[0].engine.config.epoch
-    assert not untimed._idle[0].engine.config.epoch
+    assert Isolate(model.read_bytes(), timed.limits).engine.config.epoch
+    assert not Isolate(model.read_bytes(), untimed.limits).engine.config.epoch
     np.testing.assert_array_equal(untimed.run(None, x)[0], timed.run(None, x)[0])

@@ -1,0 +1,122 @@
+"""A pool of isolates of one model: grown lazily up to a size, one isolate per
+concurrent run, a trapped isolate discarded and replaced on next use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .isolate import Isolate
+from .limits import Limits
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """What a pool holds and has done.
+
+    Attributes:
+        size: most isolates alive at once.
+        live: isolates alive now (idle or running).
+        idle: isolates waiting for a run.
+        created: isolates started since the pool was made.
+        discarded: isolates dropped after a trap (or a change of limits).
+        peak: most isolates alive at once so far.
+    """
+
+    size: int
+    live: int
+    idle: int
+    created: int
+    discarded: int
+    peak: int
+
+
+class IsolatePool:
+    """Isolates of one model under one set of limits, lent one run at a time.
+
+    `make(limits)` starts an isolate; `first`, if given, is an isolate already started
+    (the session's first, which read the model's signature).
+    """
+
+    def __init__(
+        self,
+        make: Callable[[Limits], Isolate],
+        limits: Limits,
+        size: int,
+        first: Isolate | None = None,
+    ) -> None:
+        self._make = make
+        self.limits = limits
+        self.size = size
+        self._cond = threading.Condition()
+        self._idle: list[Isolate] = [first] if first is not None else []
+        self._live = len(self._idle)
+        self._created = self._live
+        self._discarded = 0
+        self._peak = self._live
+
+    def acquire(self) -> Isolate:
+        """An idle isolate, a new one if the pool is not full, else waits for one.
+
+        Raises:
+            whatever starting an isolate raises (the pool is left as it was).
+        """
+        with self._cond:
+            while not self._idle and self._live >= self.size:
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._live += 1
+            self._created += 1
+            self._peak = max(self._peak, self._live)
+            limits = self.limits
+        try:
+            return self._make(limits)
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, isolate: Isolate) -> None:
+        """Gives `isolate` back: kept if it is sound and under the current limits."""
+        keep = not isolate.dead and isolate.limits == self.limits
+        with self._cond:
+            if keep:
+                self._idle.append(isolate)
+            else:
+                self._live -= 1  # a fresh isolate replaces it on next use
+                self._discarded += 1
+            self._cond.notify()
+        if not keep:
+            isolate.close()
+
+    def reconfigure(self, limits: Limits, size: int) -> None:
+        """New limits and size: idle isolates under other limits are dropped now, the
+        running ones when they come back."""
+        with self._cond:
+            self.size = size
+            stale = [] if limits == self.limits else self._idle
+            self.limits = limits
+            if stale:
+                self._idle = []
+                self._live -= len(stale)
+                self._discarded += len(stale)
+            self._cond.notify_all()
+        for isolate in stale:
+            isolate.close()
+
+    def close(self) -> None:
+        """Drops the idle isolates; runs under way finish on theirs."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._live -= len(idle)
+        for isolate in idle:
+            isolate.close()
+
+    def stats(self) -> PoolStats:
+        with self._cond:
+            return PoolStats(
+                self.size, self._live, len(self._idle), self._created, self._discarded, self._peak
+            )
