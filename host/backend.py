@@ -12,6 +12,7 @@ It lets the ONNX project's own test suite drive wasmhost:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,8 +56,14 @@ class WasmHostBackend(Backend):
     """`onnx.backend.base.Backend` over wasmhost: CPU only, each model in its own session."""
 
     @classmethod
-    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> WasmHostRep:
-        """Loads `model` into a session; `limits=` (a `Limits`) and `pool_size=` pass through.
+    def prepare(
+        cls,
+        model: onnx.ModelProto | str | os.PathLike[str] | bytes,
+        device: str = "CPU",
+        **kwargs: Any,
+    ) -> WasmHostRep:
+        """Loads `model` (a ModelProto, a path or the bytes of one) into a session;
+        `limits=` (a `Limits`) and `pool_size=` pass through.
 
         Raises:
             InvalidArgument: a device other than CPU.
@@ -65,14 +72,18 @@ class WasmHostBackend(Backend):
         if not cls.supports_device(device):
             raise InvalidArgument(f"wasmhost runs on the CPU only, not {device!r}")
         limits: Limits | None = kwargs.get("limits")
-        session = InferenceSession(
-            model.SerializeToString(), limits=limits, pool_size=kwargs.get("pool_size", 1)
-        )
+        # A path or bytes go to the session as they are: the host never parses a model.
+        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        session = InferenceSession(source, limits=limits, pool_size=kwargs.get("pool_size", 1))
         return WasmHostRep(session)
 
     @classmethod
     def run_model(
-        cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any
+        cls,
+        model: onnx.ModelProto | str | os.PathLike[str] | bytes,
+        inputs: Any,
+        device: str = "CPU",
+        **kwargs: Any,
     ) -> tuple[np.ndarray, ...]:
         """Prepares `model` and runs it once on `inputs` (see `WasmHostRep.run`)."""
         rep = cls.prepare(model, device, **kwargs)

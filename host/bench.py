@@ -6,6 +6,7 @@ benchmark against native tract and onnxruntime-web (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .limits import Limits
+from .errors import InvalidInput
+from .limits import Limits, format_size
 from .session import InferenceSession, NodeArg
 
 #: Inputs by name, or a function making them from a session's inputs.
@@ -53,20 +55,41 @@ class BenchResult:
     peak_memory: int | None
 
 
-def sample_inputs(inputs: list[NodeArg], seed: int = 0) -> dict[str, np.ndarray]:
+#: Most bytes of made-up inputs: their shapes come from the untrusted model.
+MAX_SAMPLE_BYTES = 256 * 1024**2
+
+
+def sample_inputs(
+    inputs: list[NodeArg], seed: int = 0, max_bytes: int = MAX_SAMPLE_BYTES
+) -> dict[str, np.ndarray]:
     """Inputs shaped as declared (symbolic or unknown dims as 1): floats from a normal
-    distribution, integers zero (they are often indices), booleans random."""
+    distribution, integers zero (they are often indices), booleans random.
+
+    Raises:
+        InvalidInput: the declared shapes add up to more than `max_bytes` (checked before
+            anything is allocated: a 63-byte model can declare terabytes).
+    """
     rng = np.random.default_rng(seed)
-    feeds = {}
+    planned = []
+    total = 0
     for arg in inputs:
         shape = tuple(d if isinstance(d, int) else 1 for d in (arg.shape or []))
         dtype = arg.dtype if arg.dtype is not None else np.dtype(np.float32)
+        total += math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        if total > max_bytes:
+            raise InvalidInput(
+                f"made-up input '{arg.name}' of shape {list(shape)} ({dtype.name}) takes the "
+                f"made-up inputs over {format_size(max_bytes)}; give the inputs yourself"
+            )
+        planned.append((arg.name, shape, dtype))
+    feeds = {}
+    for name, shape, dtype in planned:
         if dtype.kind == "f":
-            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
-            feeds[arg.name] = rng.random(shape) > 0.5
+            feeds[name] = rng.random(shape) > 0.5
         else:
-            feeds[arg.name] = np.zeros(shape, dtype)
+            feeds[name] = np.zeros(shape, dtype)
     return feeds
 
 

@@ -86,3 +86,14 @@ def test_onnx_backend_test_drives_wasmhost():
     result = unittest.TextTestRunner(verbosity=0).run(suite.test_suite)
     assert result.testsRun - len(result.skipped) == 5  # the others are skipped, not run
     assert result.wasSuccessful(), result.failures + result.errors
+
+
+def test_run_model_takes_a_path_or_bytes(tmp_path):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [f32("x", [3])], [f32("y", [3])])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model)
+    x = np.array([-1.0, 0.0, 2.0], np.float32)
+    for source in (str(path), path, model):
+        for _ in range(2):
+            (y,) = backend.run_model(source, [x])
+            np.testing.assert_array_equal(y, np.maximum(x, 0))

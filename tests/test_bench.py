@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import LIGHT, f32, make_model, vi
 from onnx import TensorProto, helper
 from test_cli import assert_one_line_error, wasmhost_cli
@@ -57,3 +58,23 @@ def test_cli_bench(tmp_path):
     assert_one_line_error(
         wasmhost_cli("bench", model, "-n", "0"), EXIT_CODES["InvalidArgument"], "--rounds"
     )
+
+
+def test_made_up_inputs_are_capped_before_anything_is_allocated(tmp_path):
+    """A 63-byte model may declare a [20000, 20000] float input (1.6 GB): the size is
+    checked against the cap from the declared shapes, before numpy allocates."""
+    for shape in ([20000, 20000], [100000, 100000, 100000]):
+        model = make_model(
+            [helper.make_node("Relu", ["x"], ["y"])], [f32("x", shape)], [f32("y", shape)]
+        )
+        args = [wasmhost.session.NodeArg("x", "tensor(float)", shape, np.dtype(np.float32))]
+        with pytest.raises(wasmhost.InvalidInput, match="over 256 MiB"):
+            bench.sample_inputs(args)
+        path = tmp_path / "big.onnx"
+        path.write_bytes(model)
+        proc = wasmhost_cli("bench", path, "-n", "1")
+        assert_one_line_error(proc, EXIT_CODES["InvalidInput"], "give the inputs yourself")
+    small = [wasmhost.session.NodeArg("x", "tensor(float)", [4, 4], np.dtype(np.float32))]
+    with pytest.raises(wasmhost.InvalidInput):
+        bench.sample_inputs(small, max_bytes=63)
+    assert bench.sample_inputs(small, max_bytes=64)["x"].shape == (4, 4)
