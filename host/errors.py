@@ -1,58 +1,81 @@
-"""The exceptions wasmhost raises, each with the exit code the CLI gives it.
+"""The exceptions wasmhost raises. Each class carries its codes, from which every table
+keyed on errors derives:
 
-Every error a model, an input or a guest can cause is a `WasmHostError`; the
-CLI prints its message on one line and exits with its `exit_code`.
+- `exit_code`: the CLI's exit status for it (the CLI prints the message on one line);
+- `abi_code`: the guest ABI's error code that becomes it (`invalid_model`, ...), if any;
+- `fuzz_class`: the outcome class the fuzzer records for it.
+
+Every error a model, an input or a guest can cause is a `WasmHostError`.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class WasmHostError(Exception):
     """Root of every wasmhost error."""
 
-    exit_code = 1
+    exit_code: ClassVar[int] = 1
+    abi_code: ClassVar[str | None] = None
+    fuzz_class: ClassVar[str] = "error:other"
+
+    @property
+    def outcome(self) -> str:
+        """The fuzzer's outcome class of this error."""
+        return self.fuzz_class
 
 
 class InvalidArgument(WasmHostError, ValueError):
     """A host-side argument is invalid: a limit, a path, an option."""
 
-    exit_code = 2
+    exit_code: ClassVar[int] = 2
+    fuzz_class: ClassVar[str] = "error:invalid_argument"
 
 
 class InvalidModel(WasmHostError):
     """The bytes are not a valid ONNX model, or the model exceeds `max_model_size`."""
 
-    exit_code = 3
+    exit_code: ClassVar[int] = 3
+    abi_code: ClassVar[str | None] = "invalid_model"
+    fuzz_class: ClassVar[str] = "error:invalid_model"
 
 
 class UnsupportedModel(WasmHostError):
     """A valid ONNX model that the sandbox's interpreter (tract) cannot run."""
 
-    exit_code = 4
+    exit_code: ClassVar[int] = 4
+    abi_code: ClassVar[str | None] = "unsupported_model"
+    fuzz_class: ClassVar[str] = "error:unsupported_model"
 
 
 class InvalidInput(WasmHostError, ValueError):
     """An input feed does not fit the model: name, dtype, rank, shape or values."""
 
-    exit_code = 5
+    exit_code: ClassVar[int] = 5
+    abi_code: ClassVar[str | None] = "invalid_input"
+    fuzz_class: ClassVar[str] = "error:invalid_input"
 
 
 class MemoryLimitExceeded(WasmHostError):
     """The isolate needed more memory than its limit; it was discarded."""
 
-    exit_code = 6
+    exit_code: ClassVar[int] = 6
+    fuzz_class: ClassVar[str] = "trap:oom"
 
 
 class TimeoutExceeded(WasmHostError, TimeoutError):
     """A guest call ran past its wall-clock deadline; the isolate was discarded."""
 
-    exit_code = 7
+    exit_code: ClassVar[int] = 7
+    fuzz_class: ClassVar[str] = "timeout"
 
 
 class FuelExhausted(WasmHostError):
     """A guest call used up its instruction budget; the isolate was discarded."""
 
-    exit_code = 8
+    exit_code: ClassVar[int] = 8
+    fuzz_class: ClassVar[str] = "fuel"
 
 
 class GuestCrash(WasmHostError):
@@ -61,17 +84,24 @@ class GuestCrash(WasmHostError):
     `panic` holds the guest's panic message when it printed one.
     """
 
-    exit_code = 9
+    exit_code: ClassVar[int] = 9
+    fuzz_class: ClassVar[str] = "trap:crash"
 
     def __init__(self, message: str, panic: str | None = None) -> None:
         super().__init__(message)
         self.panic = panic
 
+    @property
+    def outcome(self) -> str:
+        """`trap:panic` when the guest printed a panic, else `trap:crash`."""
+        return "trap:panic" if self.panic else "trap:crash"
+
 
 class GuestProtocolError(WasmHostError):
     """The guest broke ABI v1: a bad pointer, a malformed or inconsistent response."""
 
-    exit_code = 10
+    exit_code: ClassVar[int] = 10
+    fuzz_class: ClassVar[str] = "protocol-error"
 
 
 #: Exit code of the CLI for a file that cannot be read or written.
@@ -91,3 +121,8 @@ ALL_ERRORS: tuple[type[WasmHostError], ...] = (
     GuestCrash,
     GuestProtocolError,
 )
+
+#: Guest ABI error code -> the error it becomes.
+BY_ABI_CODE: dict[str, type[WasmHostError]] = {
+    cls.abi_code: cls for cls in ALL_ERRORS if cls.abi_code is not None
+}

@@ -42,14 +42,12 @@ from .engine import (
     EngineConfig,
 )
 from .errors import (
+    BY_ABI_CODE,
     FuelExhausted,
     GuestCrash,
     GuestProtocolError,
-    InvalidInput,
-    InvalidModel,
     MemoryLimitExceeded,
     TimeoutExceeded,
-    UnsupportedModel,
     WasmHostError,
 )
 from .limits import Limits, format_size
@@ -81,12 +79,6 @@ _OOM = re.compile(
 )
 _PANIC = re.compile(r"panicked at ([^\n]*):\n(.*)", re.DOTALL)
 _REGISTRY = re.compile(r"^/cargo/registry/src/[^/]+/")
-
-_ERRORS: dict[str, type[WasmHostError]] = {
-    "invalid_model": InvalidModel,
-    "unsupported_model": UnsupportedModel,
-    "invalid_input": InvalidInput,
-}
 
 
 # wasmtime calls the guest's stdout/stderr sinks, and releases them, from its own
@@ -303,9 +295,10 @@ class Isolate:
         self.last_stats = RunStats(time.perf_counter() - start, consumed, len(memory))
         if status != 0:
             err = wire.error_of(response)
-            raise _ERRORS.get(err.code, GuestProtocolError)(
-                err.message if err.code in _ERRORS else f"guest error {err.code}: {err.message}"
-            )
+            known = BY_ABI_CODE.get(err.code)
+            if known is None:
+                raise GuestProtocolError(f"guest error {err.code}: {err.message}")
+            raise known(err.message)
         return response
 
     def _request_buffer(self, size: int, what: str) -> int:
