@@ -15,7 +15,7 @@ test: install
 	$(PYTHON) scripts/wasm_manifest.py check
 	$(PYTHON) -m ruff check host tests scripts
 	$(PYTHON) -m ruff format --check host tests scripts
-	cargo test -q --locked --no-default-features --manifest-path wasm_modules/tract_onnx/Cargo.toml
+	cargo test -q --locked --no-default-features --manifest-path wasm_modules/tract_onnx_guest/Cargo.toml
 	$(PYTHON) -m pytest -q
 
 lint:
@@ -31,4 +31,4 @@ wasm-check:
 	bash scripts/build_wasm.sh --check
 
 clean:
-	rm -rf build dist .pytest_cache .ruff_cache wasm_modules/tract_onnx/target
+	rm -rf build dist .pytest_cache .ruff_cache wasm_modules/tract_onnx_guest/target

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the guest (wasm_modules/tract_onnx/) into wasm_modules/tract_onnx.wasm
+# Builds the guest (wasm_modules/tract_onnx_guest/) into wasm_modules/tract_onnx.wasm
 # and writes its manifest wasm_modules/tract_onnx.json.
 #
 #   scripts/build_wasm.sh           build and install the module and manifest
@@ -11,7 +11,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-crate="$root/wasm_modules/tract_onnx"
+crate_name=tract_onnx_guest  # the folder, the package (with dashes) and the lib
+crate="$root/wasm_modules/$crate_name"
 out_wasm="$root/wasm_modules/tract_onnx.wasm"
 out_manifest="$root/wasm_modules/tract_onnx.json"
 packages=(rustc-web cargo-web rust-web-src wasi-libc lld-19 llvm-19)
@@ -45,9 +46,9 @@ build_dir="$crate"
 if [ $check -eq 1 ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  mkdir -p "$tmp/tract_onnx"
-  cp -r "$crate/Cargo.toml" "$crate/Cargo.lock" "$crate/src" "$crate/shim" "$tmp/tract_onnx/"
-  build_dir="$tmp/tract_onnx"
+  mkdir -p "$tmp/$crate_name"
+  cp -r "$crate/Cargo.toml" "$crate/Cargo.lock" "$crate/src" "$crate/shim" "$tmp/$crate_name/"
+  build_dir="$tmp/$crate_name"
 fi
 
 # libc functions Debian's wasi-libc lacks, assembled into an object of their own (shim/).
@@ -76,7 +77,7 @@ RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_INCREMENTAL=0 \
   --config 'target.wasm32-wasip1.linker="wasm-ld-19"' \
   --config "target.wasm32-wasip1.rustflags=[${flags_toml%,}]" >&2
 
-built="$build_dir/target/wasm32-wasip1/release/tract_onnx_guest.wasm"
+built="$build_dir/target/wasm32-wasip1/release/$crate_name.wasm"
 if [ $check -eq 1 ]; then
   if cmp -s "$built" "$out_wasm"; then
     echo "reproducible: a clean rebuild equals wasm_modules/tract_onnx.wasm ($(sha256sum < "$built" | cut -c1-16))"

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CRATE = ROOT / "wasm_modules" / "tract_onnx"
+CRATE = ROOT / "wasm_modules" / "tract_onnx_guest"
 WASM = ROOT / "wasm_modules" / "tract_onnx.wasm"
 MANIFEST = ROOT / "wasm_modules" / "tract_onnx.json"
 # The build script is a source too: its flags shape the bytes.

@@ -2,28 +2,23 @@
 //! (docs/guest-abi.md). Built as a wasm32-wasip1 reactor; the host calls
 //! `_initialize` once, then `wh_load` and `wh_run` with msgpack requests.
 
+pub mod dtypes;
 pub mod wire;
 
-#[cfg(feature = "engine")]
-mod engine;
-#[cfg(feature = "engine")]
-mod lrn;
-#[cfg(feature = "engine")]
-mod maxpool;
-#[cfg(feature = "engine")]
-mod if_fold;
-#[cfg(feature = "engine")]
-mod model_error;
-#[cfg(feature = "engine")]
-mod guard;
-#[cfg(feature = "engine")]
-mod ml_linear;
-#[cfg(feature = "engine")]
-mod ml_tree;
-#[cfg(feature = "engine")]
-mod slices;
+#[cfg(feature = "tract")]
+mod checks;
+#[cfg(feature = "tract")]
+mod errors;
+#[cfg(feature = "tract")]
+mod model;
+#[cfg(feature = "tract")]
+mod ops;
+#[cfg(feature = "tract")]
+mod plans;
+#[cfg(feature = "tract")]
+mod tensors;
 
-#[cfg(feature = "engine")]
+#[cfg(feature = "tract")]
 mod abi {
     use std::alloc::{alloc, dealloc, Layout};
     use std::cell::RefCell;
@@ -31,7 +26,7 @@ mod abi {
 
     use tract_onnx::prelude::Tensor;
 
-    use crate::engine::Loaded;
+    use crate::model::Loaded;
     use crate::wire::{self, GuestError, GuestResult, LoadRequest, RunRequest};
 
     struct Guest {

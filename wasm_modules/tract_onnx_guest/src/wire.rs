@@ -72,29 +72,9 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> GuestResul
         .map_err(|e| GuestError::invalid_request(format!("malformed {what} request: {e}")))
 }
 
-/// The dtypes exchanged with the host, by numpy name, with their item size.
-pub const DTYPES: &[(&str, usize)] = &[
-    ("bool", 1),
-    ("uint8", 1),
-    ("uint16", 2),
-    ("uint32", 4),
-    ("uint64", 8),
-    ("int8", 1),
-    ("int16", 2),
-    ("int32", 4),
-    ("int64", 8),
-    ("float16", 2),
-    ("float32", 4),
-    ("float64", 8),
-];
-
-pub fn itemsize(dtype: &str) -> Option<usize> {
-    DTYPES.iter().find(|(n, _)| *n == dtype).map(|(_, s)| *s)
-}
-
 /// Checks that `data` holds exactly `prod(shape)` items of `dtype`, without overflow.
 pub fn check_tensor_bytes(name: &str, dtype: &str, shape: &[u64], len: usize) -> GuestResult<()> {
-    let size = itemsize(dtype).ok_or_else(|| {
+    let size = crate::dtypes::itemsize(dtype).ok_or_else(|| {
         GuestError::invalid_input(format!("input '{name}': unsupported dtype '{dtype}'"))
     })?;
     let mut count: u64 = 1;

@@ -97,7 +97,7 @@ impl Lrn {
             bail!("LRN wants an input of rank 2 or more, got shape {shape:?}");
         }
         let (c, plane) = (shape[1], shape[2..].iter().product::<usize>());
-        crate::slices::map::<T>(input, shape, |x, y| self.eval_t(x, y, c, plane))
+        super::slices::map::<T>(input, shape, |x, y| self.eval_t(x, y, c, plane))
     }
 }
 

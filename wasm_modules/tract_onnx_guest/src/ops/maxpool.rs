@@ -16,7 +16,7 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+use super::guard::Builder;
 
 /// tract's MaxPool, for the pools this one leaves to it.
 static TRACT_MAX_POOL: OnceLock<Builder> = OnceLock::new();
@@ -166,7 +166,7 @@ impl MaxPool2d {
             shape.push(d.to_usize().map_err(|_| format_err!("MaxPool output dim {d} unknown"))?);
         }
         let (h, w) = (input.shape()[2], input.shape()[3]);
-        crate::slices::map::<T>(input, &shape, |x, y| self.eval_t(x, y, (h, w), (shape[2], shape[3])))
+        super::slices::map::<T>(input, &shape, |x, y| self.eval_t(x, y, (h, w), (shape[2], shape[3])))
     }
 }
 

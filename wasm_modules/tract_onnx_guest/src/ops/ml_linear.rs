@@ -12,8 +12,8 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-use crate::guard::{self, Guard};
-use crate::model_error::ModelError;
+use super::guard::{self, Guard};
+use crate::errors::ModelError;
 
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     guard::replace(onnx, "LinearClassifier", classifier);

@@ -15,7 +15,7 @@ use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 use tract_onnx::tract_hir::internal::*;
 
-use crate::guard::{self, Guard};
+use super::guard::{self, Guard};
 
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     guard::replace(onnx, "TreeEnsembleClassifier", classifier);
