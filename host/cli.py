@@ -481,6 +481,13 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
 @click.option("--memory", default="256MiB", show_default=True, help="Guest memory cap per case.")
 @click.option("--timeout", default="10", show_default=True, help="Seconds per guest call.")
 @click.option("--fuel", type=int, default=None, help="Instruction budget per guest call.")
+@click.option(
+    "--differential",
+    is_flag=True,
+    help="Check every answer: run it again in the same session, and in onnxruntime and "
+    "native tract (when installed), each in a worker process. A reproducer of a "
+    "differential campaign replays differentially without it.",
+)
 def fuzz(
     model: str | None,
     iterations: int,
@@ -491,32 +498,42 @@ def fuzz(
     memory: str,
     timeout: str,
     fuel: int | None,
+    differential: bool,
 ) -> None:
     """Fuzz MODEL: run mutated copies of it (and of its inputs) in limited isolates.
 
-    Every case ends in a class (ok, error:<code>, trap:panic, trap:oom, timeout, fuel,
-    protocol-error, host-crash); distinct findings are saved under --corpus. Exits 1 if
-    the host itself crashed (a wasmhost bug), else 0.
+    Every case ends in a class (ok, error:<code>, trap:panic, trap:crash, trap:oom,
+    timeout, fuel, protocol-error, host-crash; with --differential also mismatch, a wrong
+    answer, and nondeterministic, an answer that changed on a second run); distinct
+    findings are saved under --corpus. Exits 1 if wasmhost itself failed (host-crash,
+    mismatch, nondeterministic), else 0. --replay exits 1 if the finding did not reproduce.
     """
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from . import differential as diff
     from . import fuzz as fz
 
     limits = _limits(memory, timeout, fuel)
     console = Console()
     if replay_path:
-        outcome, recorded = fz.replay(Path(replay_path), limits)
+        outcome, recorded = fz.replay(Path(replay_path), limits, differential or None)
         before = recorded["outcome"]["kind"]
+        if differential or recorded.get("differential"):
+            console.print(f"differential: rerun and {diff.describe_peers(diff.available_peers())}")
         console.print(f"recorded: {before}: {_one_line(recorded['outcome']['message'])}")
         console.print(f"now:      {outcome.kind}: {_one_line(outcome.panic or outcome.message)}")
         if outcome.kind != before:
+            console.print("not reproduced")
             raise click.exceptions.Exit(1)
+        console.print("reproduced")
         return
     if model is None:
         raise click.UsageError("fuzz needs a MODEL (or --replay FILE)")
     if iterations < 1 or jobs < 1:
         raise InvalidArgument("--iterations and --jobs must be at least 1")
     seed_bytes = Path(model).read_bytes()
+    if differential:
+        console.print(f"differential: rerun and {diff.describe_peers(diff.available_peers())}")
     columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"fuzzing {Path(model).name}", total=iterations)
@@ -527,6 +544,7 @@ def fuzz(
             limits,
             jobs=jobs,
             on_case=lambda case, outcome: progress.advance(task),
+            differential=differential,
         )
     for finding in campaign.findings.values():
         fz.save_reproducer(Path(corpus), finding)
@@ -537,6 +555,13 @@ def fuzz(
     for kind, count in sorted(campaign.counts.items(), key=lambda kv: (-kv[1], kv[0])):
         summary.add_row(kind, str(count))
     console.print(summary)
+    if differential:
+        checks = Table(title="differential checks", title_justify="left")
+        checks.add_column("check")
+        checks.add_column("cases", justify="right")
+        for kind, count in sorted(campaign.checks.items()):
+            checks.add_row(kind, str(count))
+        console.print(checks)
     if campaign.findings:
         found = Table(title="distinct findings", title_justify="left")
         for column in ("finding", "cases", "reproducer"):
@@ -546,7 +571,7 @@ def fuzz(
         console.print(found)
     else:
         console.print("no findings")
-    if campaign.counts.get("host-crash"):
+    if any(campaign.counts.get(kind) for kind in fz.FAILURES):
         raise click.exceptions.Exit(1)
 
 
@@ -563,8 +588,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="wasmhost", standalone_mode=False)
-        code = 0
+        # Outside standalone mode, click returns the code of a `click.exceptions.Exit`
+        # raised by a command (fuzz's exit 1) instead of raising it.
+        result = cli.main(args=args, prog_name="wasmhost", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.ClickException as e:

@@ -4,6 +4,11 @@ distinct findings saved as reproducers.
 
 A worker process stands between the fuzzer and the isolates so that even a crash of
 the host itself (which must never happen) is caught and reported as a finding.
+
+Differential fuzzing (`differential=True`) also runs every case wasmhost answers a second
+time in the same session, and in onnxruntime and native tract (each in a worker process of
+its own, see `differential`): an answer that changed is `nondeterministic`, an answer the
+peers agree against is a `mismatch`.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import multiprocessing as mp
 import random
 import re
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -24,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .differential import available_peers, compare, difference, graph_facts, peer_worker
 from .errors import (
     FuelExhausted,
     GuestCrash,
@@ -40,7 +48,11 @@ from .limits import Limits
 from .wire import DTYPES as EXCHANGED
 
 #: Outcome classes that are findings: the interpreter or the host misbehaved.
-FINDINGS = ("host-crash", "protocol-error", "trap:panic", "trap:crash")
+FINDINGS = (
+    "host-crash", "protocol-error", "trap:panic", "trap:crash", "mismatch", "nondeterministic"
+)  # fmt: skip
+#: Findings that are wasmhost's own fault: a crash of the host, a wrong or changing answer.
+FAILURES = ("host-crash", "mismatch", "nondeterministic")
 _DTYPES = ["float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool"]
 _OPS = [
     "Relu", "Add", "MatMul", "Conv", "Reshape", "Gather", "Concat", "Transpose", "Slice",
@@ -55,17 +67,33 @@ _PANIC_LOCATION = re.compile(r"\(at (\S+?)(?::\d+)?\)$")
 @dataclass
 class Outcome:
     """How one case ended: `kind` is ok, error:<code>, trap:panic, trap:crash, trap:oom,
-    timeout, fuel, protocol-error or host-crash."""
+    timeout, fuel, protocol-error, host-crash, or (differential) mismatch or
+    nondeterministic.
+
+    Differential runs add `check`, what the comparison of an ok case said (agree,
+    peers-disagree, no-peer, random; compare-error for outputs it could not compare), and
+    `detail`: how each peer did (`peers`), the model's operator types (`ops`) and, for a
+    mismatch, nondeterministic or peers-disagree case, the output that differed (`output`,
+    `what`, `worst_abs_diff`, `text`)."""
 
     kind: str
     message: str = ""
     panic: str | None = None
+    check: str | None = None
+    detail: dict[str, Any] | None = None
 
     @property
     def finding_key(self) -> str | None:
-        """Same key, same finding: the class and the panic site (or the message)."""
+        """Same key, same finding: the class and the panic site (or the message); for a
+        wrong or changing answer, what differed, in which output, among which operators."""
         if self.kind not in FINDINGS:
             return None
+        if self.kind in ("mismatch", "nondeterministic") and self.detail:
+            d = self.detail
+            what = f"{d.get('what')} {d.get('output')}"
+            if d.get("nonfinite_inputs"):
+                what += " (non-finite inputs)"
+            return f"{self.kind} {what} in {','.join(d.get('ops', []))}"
         if self.panic and (m := _PANIC_LOCATION.search(self.panic)):
             return f"{self.kind} {m[1]}"
         text = self.panic or self.message
@@ -122,7 +150,7 @@ def _np_dtype(elem_type: int) -> np.dtype | None:
 def _random_array(rng: random.Random, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     gen = np.random.default_rng(rng.getrandbits(32))
     if dtype == np.bool_:
-        return gen.random(shape) > 0.5
+        return np.asarray(gen.random(shape) > 0.5)  # an array even of rank 0
     if dtype.kind in "iu":
         return gen.integers(0, 4, size=shape).astype(dtype)
     values = gen.standard_normal(shape).astype(dtype)
@@ -329,19 +357,65 @@ class Mutator:
 # --- running cases -----------------------------------------------------------------------
 
 
+@dataclass
+class HostRun:
+    """What the worker saw of a case: its outcome and, for a differential run that went
+    well, the outputs, their names, the model's operators, its random ones (whether one is
+    unseeded), and how a second run in the same session differed (None: it did not)."""
+
+    outcome: Outcome
+    outputs: list | None = None
+    names: list[str] = field(default_factory=list)
+    ops: list[str] = field(default_factory=list)
+    random: list[str] = field(default_factory=list)
+    unseeded: bool = False
+    rerun: dict | None = None
+
+
 def run_case(model: bytes, inputs: dict[str, np.ndarray], limits: Limits) -> Outcome:
     """Runs one case in this process (the worker's job) and classifies how it ended."""
+    return host_run(model, inputs, limits).outcome
+
+
+def host_run(
+    model: bytes, inputs: dict[str, np.ndarray], limits: Limits, differential: bool = False
+) -> HostRun:
+    """Runs one case in this process; differential: keeps the outputs and, unless a random
+    operator without a seed makes answers differ by design, runs it again in the same
+    session (same isolate, same inputs) to compare the answers bit for bit."""
     from .session import InferenceSession
 
     try:
         session = InferenceSession(model, limits=limits, pool_size=1)
         try:
-            session.run(None, inputs)
+            outputs = session.run(None, inputs)
+            if not differential:
+                return HostRun(Outcome("ok"))
+            facts = graph_facts(model, inputs)
+            names = [o.name for o in session.get_outputs()]
+            run = HostRun(Outcome("ok"), outputs, names, facts.ops, facts.random, facts.unseeded)
+            if not facts.unseeded:
+                run.rerun = _rerun(session, inputs, outputs, names)
+            return run
         finally:
             session.close()
     except Exception as e:
-        return classify(e)
-    return classify(None)
+        return HostRun(classify(e))
+
+
+def _rerun(
+    session: Any, inputs: dict[str, np.ndarray], first: list, names: list[str]
+) -> dict | None:
+    """How a second run of the session differs from its first (None: bit for bit the same)."""
+    try:
+        again = session.run(None, inputs)
+    except TimeoutExceeded:
+        return None  # the wall clock, not the answer
+    except Exception as e:
+        outcome = classify(e)
+        text = f"the second run ended in {outcome.kind}: {outcome.panic or outcome.message}"
+        return {"output": None, "what": "error", "worst_abs_diff": math.inf, "text": text[:400]}
+    return difference(again, first, names, tol=None)
 
 
 def _worker(conn: Connection, limits: Limits) -> None:
@@ -350,40 +424,52 @@ def _worker(conn: Connection, limits: Limits) -> None:
             job = conn.recv()
             if job is None:
                 return
-            model, inputs = job
-            conn.send(asdict(run_case(model, inputs, limits)))
+            model, inputs, differential = job
+            conn.send(host_run(model, inputs, limits, differential))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return  # the campaign is gone (stopped or killed): nothing to report to
 
 
-class _Worker:
-    """A process running cases one at a time; if it dies, the case it held is a finding."""
+class _Process:
+    """A worker process answering jobs one at a time; when it dies or hangs it is replaced,
+    and the job it held gets no answer (the caller gets why)."""
 
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        self.target, self.args = target, args
         self._start()
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no wasmtime state forked
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker, args=(child, self.limits), daemon=True)
+        self.process = ctx.Process(target=self.target, args=(child, *self.args), daemon=True)
         self.process.start()
         child.close()
 
-    def run(self, case: Case, deadline: float) -> Outcome:
+    def send(self, job: Any) -> str | None:
+        """Hands the process a job; on failure, why (and the process is replaced)."""
         try:
-            self.conn.send((case.model, case.inputs))
-            if self.conn.poll(deadline):
-                return Outcome(**self.conn.recv())
-            message = f"the worker did not answer within {deadline:.0f} s"
+            self.conn.send(job)
+        except (OSError, BrokenPipeError):
+            return self._restart("the worker process died")
+        return None
+
+    def receive(self, seconds: float) -> tuple[Any, str | None]:
+        """(its answer, None), or (None, why not) when it died or took over `seconds`."""
+        try:
+            if self.conn.poll(max(0.0, seconds)):
+                return self.conn.recv(), None
+            message = f"the worker did not answer within {seconds:.0f} s"
             self.process.kill()
         except (EOFError, OSError, BrokenPipeError):
             message = "the worker process died"
+        return None, self._restart(message)
+
+    def _restart(self, message: str) -> str:
         self.process.join(5)
         code = self.process.exitcode
         self.conn.close()
         self._start()
-        return Outcome("host-crash", f"{message} (exit code {code})")
+        return f"{message} (exit code {code})"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -393,10 +479,118 @@ class _Worker:
             self.process.kill()
 
 
+class _Worker(_Process):
+    """wasmhost's worker: if it dies, the case it held is a host-crash finding."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        super().__init__(_worker, limits)
+
+    def run(self, case: Case, deadline: float, differential: bool = False) -> HostRun:
+        why = self.send((case.model, case.inputs, differential))
+        if why is None:
+            answer, why = self.receive(deadline)
+            if why is None:
+                return answer
+        return HostRun(Outcome("host-crash", why))
+
+
 def _deadline(limits: Limits) -> float:
     # Loading and running are two guest calls, each bounded by the timeout; beyond that,
     # generous room for the host's own work. Only a hung host exceeds it.
     return 2 * (limits.timeout or 60.0) + 60.0
+
+
+def _peer_deadline(limits: Limits) -> float:
+    # A native engine, given a case wasmhost ran within its limits, gets as long.
+    return 2 * (limits.timeout or 60.0) + 10.0
+
+
+def _peer_memory(limits: Limits) -> int:
+    # Native engines lay memory out otherwise than the guest: 4x its cap, at least 2 GiB.
+    return max(4 * int(limits.memory), 2 << 30)
+
+
+def _peers(differential: bool, peers: Sequence[str] | None) -> Sequence[str]:
+    """The peers a run asks: none unless differential, by default those installed."""
+    if not differential:
+        return ()
+    return available_peers() if peers is None else peers
+
+
+class _Lane:
+    """The worker processes of one job: wasmhost's, and for a differential run one per peer."""
+
+    def __init__(self, limits: Limits, peers: Sequence[str] = ()) -> None:
+        self.limits = limits
+        self.host = _Worker(limits)
+        self.peers = {p: _Process(peer_worker, p, _peer_memory(limits)) for p in peers}
+
+    def run(self, case: Case, differential: bool = False) -> Outcome:
+        run = self.host.run(case, _deadline(self.limits), differential)
+        if not differential or run.outcome.kind != "ok":
+            return run.outcome
+        nonfinite = any(
+            isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all()
+            for a in case.inputs.values()
+        )
+        if run.random:  # random by design: nothing to compare with
+            return judge(run, "random", {}, {}, nonfinite)
+        answers, statuses = self._ask(case)
+        try:
+            verdict, found = compare(run.outputs or [], answers, run.names)
+        except Exception as e:  # outputs of a kind the comparison does not know: a fuzzer bug
+            verdict, found = "compare-error", {"text": f"{type(e).__name__}: {e}"[:300]}
+        return judge(run, verdict, found, statuses, nonfinite)
+
+    def _ask(self, case: Case) -> tuple[dict[str, list], dict[str, str]]:
+        """Each peer's outputs (those that answered), and how each did: answered, refused,
+        crashed (its process died or hung)."""
+        end = time.monotonic() + _peer_deadline(self.limits)
+        sent = {p: w.send((case.model, case.inputs)) for p, w in self.peers.items()}
+        answers, statuses = {}, {}
+        for peer, worker in self.peers.items():
+            reply, why = None, sent[peer]
+            if why is None:
+                reply, why = worker.receive(end - time.monotonic())
+            if why is not None:
+                statuses[peer] = "crashed"
+            elif reply[0] == "answered":
+                answers[peer] = reply[1]
+                statuses[peer] = "answered"
+            else:
+                statuses[peer] = "refused"
+        return answers, statuses
+
+    def close(self) -> None:
+        for w in [self.host, *self.peers.values()]:
+            w.close()
+
+
+def judge(
+    run: HostRun, verdict: str, found: dict, statuses: dict[str, str], nonfinite: bool = False
+) -> Outcome:
+    """The outcome of a case wasmhost answered, from the peers' verdict and its rerun:
+    `mismatch` (a wrong first answer) before `nondeterministic` (a second answer that
+    differs), else ok with the verdict as its check. `nonfinite`: an input holds NaN or
+    infinity (where engines may differ legitimately, an argmax of NaNs say): noted in the
+    detail and in the finding's key."""
+    detail: dict[str, Any] = {"peers": statuses, "ops": run.ops}
+    if run.random:
+        detail["random"] = run.random
+    if nonfinite:
+        detail["nonfinite_inputs"] = True
+    if verdict == "mismatch":
+        against = " and ".join(found["against"])
+        message = f"output {found['output']!r} differs from {against}: {found['text']}"
+        return Outcome("mismatch", message, detail={**detail, **found, "rerun": run.rerun})
+    if run.rerun is not None:
+        message = f"a second run in the same session differs: output {run.rerun['output']!r}: "
+        rerun = {**run.rerun, "peers_verdict": verdict}
+        return Outcome("nondeterministic", message + run.rerun["text"], detail={**detail, **rerun})
+    if verdict in ("peers-disagree", "compare-error"):
+        detail.update(found)
+    return Outcome("ok", check=verdict, detail=detail)
 
 
 @dataclass
@@ -406,24 +600,33 @@ class Finding:
     case: Case
     count: int = 1
     path: Path | None = None
+    differential: bool = False
 
 
 @dataclass
 class Campaign:
-    """What a fuzzing campaign saw: counts per outcome class and its distinct findings."""
+    """What a fuzzing campaign saw: counts per outcome class, its distinct findings and,
+    for a differential campaign, `checks`: how many ok cases each verdict had (agree,
+    peers-disagree, no-peer, random) and how each peer did ("onnxruntime answered")."""
 
     counts: Counter = field(default_factory=Counter)
     findings: dict[str, Finding] = field(default_factory=dict)
+    checks: Counter = field(default_factory=Counter)
+    differential: bool = False
 
     def record(self, case: Case, outcome: Outcome) -> None:
         self.counts[outcome.kind] += 1
+        if outcome.check:
+            self.checks[outcome.check] += 1
+        for peer, status in (outcome.detail or {}).get("peers", {}).items():
+            self.checks[f"{peer} {status}"] += 1
         key = outcome.finding_key
         if key is None:
             return
         if key in self.findings:
             self.findings[key].count += 1
         else:
-            self.findings[key] = Finding(key, outcome, case)
+            self.findings[key] = Finding(key, outcome, case, differential=self.differential)
 
 
 def fuzz(
@@ -433,8 +636,12 @@ def fuzz(
     limits: Limits,
     jobs: int = 1,
     on_case: Callable[[Case, Outcome], None] | None = None,
+    differential: bool = False,
+    peers: Sequence[str] | None = None,
 ) -> Campaign:
-    """Runs `iterations` mutated cases of `seed_model` in `jobs` worker processes.
+    """Runs `iterations` mutated cases of `seed_model` in `jobs` worker processes;
+    `differential`: checks each answer against a rerun and the `peers` (default: those
+    installed, see `differential.available_peers`).
 
     Raises:
         InvalidModel: the seed model cannot be parsed.
@@ -442,20 +649,19 @@ def fuzz(
     from concurrent.futures import ThreadPoolExecutor
 
     mutator = Mutator(seed_model, seed)
-    campaign = Campaign()
-    workers = [_Worker(limits) for _ in range(max(1, jobs))]
-    free = list(workers)
-    deadline = _deadline(limits)
+    campaign = Campaign(differential=differential)
+    lanes = [_Lane(limits, _peers(differential, peers)) for _ in range(max(1, jobs))]
+    free = list(lanes)
 
     def run(case: Case) -> tuple[Case, Outcome]:
-        worker = free.pop()
+        lane = free.pop()
         try:
-            return case, worker.run(case, deadline)
+            return case, lane.run(case, differential)
         finally:
-            free.append(worker)
+            free.append(lane)
 
     try:
-        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
             cases: Iterator[Case] = (mutator.case(i) for i in range(iterations))
             # pool.map keeps the order of cases: the campaign's record is deterministic.
             for case, outcome in pool.map(run, cases):
@@ -463,8 +669,8 @@ def fuzz(
                 if on_case:
                     on_case(case, outcome)
     finally:
-        for w in workers:
-            w.close()
+        for lane in lanes:
+            lane.close()
     return campaign
 
 
@@ -485,6 +691,7 @@ def save_reproducer(corpus: Path, finding: Finding) -> Path:
         "case": finding.case.index,
         "mutation": finding.case.mutation,
         "count": finding.count,
+        "differential": finding.differential,
     }
     (directory / "outcome.json").write_text(json.dumps(doc, indent=2) + "\n")
     finding.path = directory
@@ -509,26 +716,39 @@ def load_reproducer(path: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
     return model, inputs, recorded
 
 
-def replay(path: Path, limits: Limits) -> tuple[Outcome, dict]:
-    """Re-runs a reproducer in a worker process: (what happened now, what was recorded)."""
+def replay(
+    path: Path,
+    limits: Limits,
+    differential: bool | None = None,
+    peers: Sequence[str] | None = None,
+) -> tuple[Outcome, dict]:
+    """Re-runs a reproducer in a worker process: (what happened now, what was recorded).
+    `differential` (default: whether its campaign was) checks the answer against a rerun
+    and the peers (default: those installed)."""
     model, inputs, recorded = load_reproducer(path)
-    worker = _Worker(limits)
+    if differential is None:
+        differential = bool(recorded.get("differential"))
+    lane = _Lane(limits, _peers(differential, peers))
     try:
-        outcome = worker.run(Case(-1, "replay", model, inputs), _deadline(limits))
+        outcome = lane.run(Case(-1, "replay", model, inputs), differential)
     finally:
-        worker.close()
+        lane.close()
     return outcome, recorded
 
 
 __all__ = [
+    "FAILURES",
     "FINDINGS",
     "Campaign",
     "Case",
     "Finding",
+    "HostRun",
     "Mutator",
     "Outcome",
     "classify",
     "fuzz",
+    "host_run",
+    "judge",
     "load_reproducer",
     "replay",
     "run_case",
