@@ -19,12 +19,12 @@ from .errors import (
     UnsupportedModel,
     WasmHostError,
 )
-from .isolate import RunStats
-from .limits import Limits
-from .options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
-from .pool import PoolStats
-from .providers import get_available_providers, get_device
-from .session import InferenceSession, ModelMetadata, NodeArg
+from .runtime.isolate import RunStats
+from .runtime.limits import Limits
+from .runtime.options import ExecutionMode, GraphOptimizationLevel, RunOptions, SessionOptions
+from .runtime.pool import PoolStats
+from .runtime.providers import get_available_providers, get_device
+from .runtime.session import InferenceSession, ModelMetadata, NodeArg
 
 try:
     __version__ = _metadata.version("wasmhost")
@@ -56,3 +56,13 @@ __all__ = [
     "get_available_providers",
     "get_device",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `from wasmhost import backend`: the onnx Backend lives in tools/, and is imported
+    # only when asked for (it imports onnx's backend machinery).
+    if name == "backend":
+        import importlib
+
+        return importlib.import_module(".tools.backend", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .engine import manifest, wasmtime_version
 from .errors import (
     ALL_ERRORS,
     EXIT_FILE_ERROR,
@@ -27,9 +26,10 @@ from .errors import (
     InvalidInput,
     WasmHostError,
 )
-from .isolate import RunStats
-from .limits import Limits, format_size
-from .session import InferenceSession, NodeArg
+from .runtime.engine import manifest, wasmtime_version
+from .runtime.isolate import RunStats
+from .runtime.limits import Limits, format_size
+from .runtime.session import InferenceSession, NodeArg
 
 #: Exit code per outcome, as README documents them.
 EXIT_CODES: dict[str, int] = {
@@ -351,7 +351,7 @@ def bench_command(
     (symbolic dims as 1). The full benchmark against native tract and onnxruntime-web
     is scripts/bench.py.
     """
-    from .bench import bench
+    from .tools.bench import bench
 
     if rounds < 1 or warmup < 0:
         raise InvalidArgument("--rounds must be at least 1 and --warmup at least 0")
@@ -510,8 +510,8 @@ def fuzz(
     """
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from . import differential as diff
-    from . import fuzz as fz
+    from .tools import differential as diff
+    from .tools import fuzz as fz
 
     limits = _limits(memory, timeout, fuel)
     console = Console()

@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 import wasmhost
-from wasmhost.bench import Timing, onnxruntime_session
+from wasmhost.tools.bench import Timing, onnxruntime_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ORTWEB = Path(__file__).resolve().parent / "ortweb"
@@ -664,7 +664,7 @@ def machine_info(ortweb: OrtWebRunner | None) -> dict[str, str]:
     import onnxruntime
     import tract
 
-    from wasmhost.engine import manifest, wasmtime_version
+    from wasmhost.runtime.engine import manifest, wasmtime_version
 
     cpu = platform.processor() or platform.machine()
     try:

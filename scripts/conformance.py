@@ -188,7 +188,7 @@ def _wasmhost(case: Case) -> Iterator[Run]:
 
 @contextlib.contextmanager
 def _onnxruntime(case: Case) -> Iterator[Run]:
-    from wasmhost.bench import onnxruntime_session
+    from wasmhost.tools.bench import onnxruntime_session
 
     sess = onnxruntime_session(case.model)
     yield lambda feeds: sess.run(None, feeds)

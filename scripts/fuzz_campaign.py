@@ -27,8 +27,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import wasmhost
-from wasmhost import differential as diff
-from wasmhost import fuzz as fz
+from wasmhost.tools import differential as diff
+from wasmhost.tools import fuzz as fz
 
 F32 = TensorProto.FLOAT
 #: Cases the summary lists one by one (with those whose peers disagree).

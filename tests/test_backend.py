@@ -1,4 +1,4 @@
-"""wasmhost.backend: the onnx.backend.base.Backend that lets onnx's test suite drive it."""
+"""wasmhost.tools.backend: the onnx.backend.base.Backend that lets onnx's test suite drive it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`wasmhost bench` and wasmhost.bench: what is measured, not how fast (no thresholds)."""
+"""`wasmhost bench` and wasmhost.tools.bench: what is measured, not how fast (no thresholds)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from onnx import TensorProto, helper
 from test_cli import assert_one_line_error, wasmhost_cli
 
 import wasmhost
-from wasmhost import bench
 from wasmhost.cli import EXIT_CODES
+from wasmhost.tools import bench
 
 
 def test_sample_inputs_follow_the_signature():
@@ -67,14 +67,14 @@ def test_made_up_inputs_are_capped_before_anything_is_allocated(tmp_path):
         model = make_model(
             [helper.make_node("Relu", ["x"], ["y"])], [f32("x", shape)], [f32("y", shape)]
         )
-        args = [wasmhost.session.NodeArg("x", "tensor(float)", shape, np.dtype(np.float32))]
+        args = [wasmhost.runtime.session.NodeArg("x", "tensor(float)", shape, np.dtype(np.float32))]
         with pytest.raises(wasmhost.InvalidInput, match="over 256 MiB"):
             bench.sample_inputs(args)
         path = tmp_path / "big.onnx"
         path.write_bytes(model)
         proc = wasmhost_cli("bench", path, "-n", "1")
         assert_one_line_error(proc, EXIT_CODES["InvalidInput"], "give the inputs yourself")
-    small = [wasmhost.session.NodeArg("x", "tensor(float)", [4, 4], np.dtype(np.float32))]
+    small = [wasmhost.runtime.session.NodeArg("x", "tensor(float)", [4, 4], np.dtype(np.float32))]
     with pytest.raises(wasmhost.InvalidInput):
         bench.sample_inputs(small, max_bytes=63)
     assert bench.sample_inputs(small, max_bytes=64)["x"].shape == (4, 4)

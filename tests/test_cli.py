@@ -303,7 +303,7 @@ def test_fresh_venv_install(tmp_path, image):
     )
     assert pip.returncode == 0, pip.stderr[-3000:]
     where = subprocess.run(
-        [py, "-c", "import wasmhost.engine as e; print(e.module_path())"],
+        [py, "-c", "import wasmhost.runtime.engine as e; print(e.module_path())"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

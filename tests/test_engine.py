@@ -8,8 +8,8 @@ from conftest import f32, make_model
 from onnx import helper
 
 import wasmhost
-from wasmhost.engine import Engine, EngineConfig, module_path
-from wasmhost.isolate import Isolate
+from wasmhost.runtime.engine import Engine, EngineConfig, module_path
+from wasmhost.runtime.isolate import Isolate
 
 MODEL = make_model([helper.make_node("Neg", ["x"], ["y"])], [f32("x", [2])], [f32("y", [2])])
 

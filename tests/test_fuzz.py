@@ -19,8 +19,8 @@ from guests import LOAD_AT, RUN_AT, RUN_OK, guest, wat_bytes
 from onnx import TensorProto, helper, numpy_helper
 
 import wasmhost
-from wasmhost import differential as diff
-from wasmhost import fuzz as fz
+from wasmhost.tools import differential as diff
+from wasmhost.tools import fuzz as fz
 
 SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 LIMITS = wasmhost.Limits(memory="128MiB", timeout=10)
@@ -327,9 +327,9 @@ class _FakeSession:
 
 @pytest.fixture
 def fake_session(monkeypatch):
-    import wasmhost.session
+    import wasmhost.runtime.session
 
-    monkeypatch.setattr(wasmhost.session, "InferenceSession", _FakeSession)
+    monkeypatch.setattr(wasmhost.runtime.session, "InferenceSession", _FakeSession)
 
     def answering(*answers):
         _FakeSession.answers, _FakeSession.runs = list(answers), 0

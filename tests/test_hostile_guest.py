@@ -14,7 +14,7 @@ import pytest
 from guests import LOAD_AT, LOAD_OK, RUN_AT, RUN_OK, guest, wat_bytes
 
 import wasmhost
-from wasmhost.isolate import Isolate
+from wasmhost.runtime.isolate import Isolate
 
 X = {"x": np.ones(2, np.float32)}
 
@@ -180,9 +180,9 @@ def test_exports_with_the_wrong_types(use_guest, omit, extra, message):
 
 def test_the_checked_call_path_gives_the_same_results(use_guest, monkeypatch):
     """Should wasmtime-py lack the unchecked entry point, calls go through Func.__call__."""
-    from wasmhost import isolate
+    from wasmhost.runtime import fastcall
 
-    monkeypatch.setattr(isolate, "_UNCHECKED", False)
+    monkeypatch.setattr(fastcall, "_UNCHECKED", False)
     sess = use_guest(guest())
     (y,) = sess.run(None, X)
     np.testing.assert_array_equal(y, np.zeros(2, np.float32))

@@ -9,7 +9,7 @@ from conftest import LIGHT_MODELS, assert_outputs_equal, f32, make_model, refere
 from onnx import TensorProto, helper, numpy_helper
 
 import wasmhost
-import wasmhost.wire
+import wasmhost.runtime.wire
 
 
 def test_all_nine_light_models_are_here():
@@ -211,7 +211,7 @@ DTYPES = [
 
 def test_the_dtype_list_is_the_abi_list():
     # Spelled out above on purpose: a dtype dropped from the ABI must fail here.
-    assert set(DTYPES) == wasmhost.wire.DTYPES
+    assert set(DTYPES) == wasmhost.runtime.wire.DTYPES
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

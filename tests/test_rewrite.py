@@ -12,7 +12,7 @@ from conftest import assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper
 
 import wasmhost
-from wasmhost import rewrite
+from wasmhost.runtime import rewrite
 
 
 def test_operators_named_in_guest_errors():

@@ -11,7 +11,7 @@ from conftest import LIGHT, assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper
 
 import wasmhost
-from wasmhost.isolate import Isolate
+from wasmhost.runtime.isolate import Isolate
 
 SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 

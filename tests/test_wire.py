@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wasmhost
-from wasmhost import wire
-from wasmhost.limits import Limits, parse_size
+from wasmhost.runtime import abi, wire
+from wasmhost.runtime.limits import Limits, parse_size
 
 
 def joined(segments: list[wire.Segment]) -> bytes:
@@ -70,7 +70,7 @@ def _guest_memory(data: wire.GuestBytes) -> memoryview:
 
 
 def _ref(address: int, length: int) -> msgpack.ExtType:
-    return msgpack.ExtType(wire.EXT_GUEST_BYTES, struct.pack("<II", address, length))
+    return msgpack.ExtType(abi.EXT_GUEST_BYTES, struct.pack("<II", address, length))
 
 
 def test_payloads_left_in_guest_memory():

@@ -31,21 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from .differential import available_peers, compare, difference, graph_facts, peer_worker
-from .errors import (
-    FuelExhausted,
-    GuestCrash,
-    GuestProtocolError,
+from ..errors import (
     InvalidArgument,
-    InvalidInput,
     InvalidModel,
-    MemoryLimitExceeded,
     TimeoutExceeded,
-    UnsupportedModel,
     WasmHostError,
 )
-from .limits import Limits
-from .wire import DTYPES as EXCHANGED
+from ..runtime.limits import Limits
+from ..runtime.wire import DTYPES as EXCHANGED
+from .differential import available_peers, compare, difference, graph_facts, peer_worker
 
 #: Outcome classes that are findings: the interpreter or the host misbehaved.
 FINDINGS = (
@@ -101,27 +95,13 @@ class Outcome:
 
 
 def classify(error: BaseException | None) -> Outcome:
-    """The outcome class of what a case raised (None: it ran)."""
+    """The outcome class of what a case raised (None: it ran): each error class carries
+    its own (`WasmHostError.fuzz_class`)."""
     if error is None:
         return Outcome("ok")
     message = str(error)
-    codes: list[tuple[type[BaseException], str]] = [
-        (InvalidModel, "error:invalid_model"),
-        (UnsupportedModel, "error:unsupported_model"),
-        (InvalidInput, "error:invalid_input"),
-        (MemoryLimitExceeded, "trap:oom"),
-        (TimeoutExceeded, "timeout"),
-        (FuelExhausted, "fuel"),
-        (GuestProtocolError, "protocol-error"),
-        (InvalidArgument, "error:invalid_argument"),
-    ]
-    for cls, kind in codes:
-        if isinstance(error, cls):
-            return Outcome(kind, message)
-    if isinstance(error, GuestCrash):
-        return Outcome("trap:panic" if error.panic else "trap:crash", message, error.panic)
     if isinstance(error, WasmHostError):
-        return Outcome("error:other", message)
+        return Outcome(error.outcome, message, getattr(error, "panic", None))
     # Anything else escaping the host is a host bug: report it as a crash of the host.
     return Outcome("host-crash", f"{type(error).__name__}: {message}")
 
@@ -383,7 +363,7 @@ def host_run(
     """Runs one case in this process; differential: keeps the outputs and, unless a random
     operator without a seed makes answers differ by design, runs it again in the same
     session (same isolate, same inputs) to compare the answers bit for bit."""
-    from .session import InferenceSession
+    from ..runtime.session import InferenceSession
 
     try:
         session = InferenceSession(model, limits=limits, pool_size=1)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
-from .limits import Limits, format_size
-from .session import InferenceSession, NodeArg
+from ..errors import InvalidInput
+from ..runtime.limits import Limits, format_size
+from ..runtime.session import InferenceSession, NodeArg
 
 #: Inputs by name, or a function making them from a session's inputs.
 Feeds = dict[str, np.ndarray] | Callable[[list[NodeArg]], dict[str, np.ndarray]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Any, ClassVar
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 from .limits import Limits
 
 

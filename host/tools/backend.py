@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 
-from .errors import InvalidArgument, InvalidInput
-from .limits import Limits
-from .session import InferenceSession
+from ..errors import InvalidArgument, InvalidInput
+from ..runtime.limits import Limits
+from ..runtime.session import InferenceSession
 
 
 class WasmHostRep(BackendRep):

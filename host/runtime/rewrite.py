@@ -12,7 +12,7 @@
 
 When the guest refuses a model naming such operators, the session asks for a rewrite
 and loads the result. The model is untrusted and onnx's parser and inliner are C++ over
-it, so `rewrite_isolated` runs them in a child process (`python -m wasmhost.rewrite`)
+it, so `rewrite_isolated` runs them in a child process (`python -m wasmhost.runtime.rewrite`)
 under a memory rlimit (set by the child itself) and a timeout; any failure there only
 means "no rewrite".
 """
@@ -149,7 +149,7 @@ def rewrite_isolated(
 
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "wasmhost.rewrite", str(_CHILD_MEMORY), *operators],
+            [sys.executable, "-m", "wasmhost.runtime.rewrite", str(_CHILD_MEMORY), *operators],
             input=model,
             capture_output=True,
             timeout=min(timeout or _CHILD_SECONDS, _CHILD_SECONDS),
@@ -173,7 +173,7 @@ def rewrite_isolated(
 
 
 def main() -> int:
-    """The child (`python -m wasmhost.rewrite MEMORY OP...`): the model on stdin; out, a
+    """The child (`python -m wasmhost.runtime.rewrite MEMORY OP...`): the model on stdin; out, a
     JSON line (what was done), then the new model."""
     # The child caps itself: a preexec_fn would not be safe with the host's threads.
     memory = int(sys.argv[1])

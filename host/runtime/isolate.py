@@ -9,51 +9,29 @@ unknown: it is marked dead and must be replaced.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import enum
 import math
-import re
-import struct
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import wasmtime
 
-try:  # wasmtime-py internals, for the fast call path (see _Export)
-    from wasmtime import _ffi
-    from wasmtime._func import maybe_raise_last_exn as _raise_host_exception
-
-    _UNCHECKED = hasattr(_ffi, "wasmtime_func_call_unchecked")
-except ImportError:
-    _UNCHECKED = False
-
-from . import wire
-from .engine import (
-    ABI_FUNCTIONS,
-    ABI_VERSION,
-    OPTIONAL_FUNCTIONS,
-    TICK_SECONDS,
-    Engine,
-    EngineConfig,
-)
-from .errors import (
+from ..errors import (
     BY_ABI_CODE,
-    FuelExhausted,
-    GuestCrash,
     GuestProtocolError,
     MemoryLimitExceeded,
-    TimeoutExceeded,
     WasmHostError,
 )
+from . import wire
+from .abi import ABI_FUNCTIONS, ABI_VERSION, CELL, OPTIONAL_FUNCTIONS
+from .engine import TICK_SECONDS, Engine, EngineConfig
+from .fastcall import Export
 from .limits import Limits, format_size
-
-#: `wh_result_cell`'s layout: the last response's address and length.
-_CELL = struct.Struct("<II")
+from .stdio import OPEN, Capture, Sink
+from .traps import Budgets, name_trap
 
 
 class Default(enum.Enum):
@@ -69,53 +47,6 @@ _KEEP_BUFFER = 1 << 20
 _SETUP_FUEL = 1 << 40
 #: Deadline floor (seconds) for instantiation and `_initialize`, which run no model code.
 _SETUP_SECONDS = 10.0
-_TRAP_REASON = re.compile(r"wasm trap: (.+)")
-_TRAP_FAULT = re.compile(r"(memory fault at wasm address \S+)")
-_TRAP_FRAME = re.compile(r"^\s*0: +0x[0-9a-f]+ - (?:[^!\n]*!)?(.+)$", re.M)
-_HASH = re.compile(r"\[[0-9a-f]{16}\]")
-# Rust's allocation-failure message, and tract's own (its tensor storage panics with it).
-_OOM = re.compile(
-    r"memory allocation of (\d+) bytes failed|failed to allocate Layout \{ size: (\d+)"
-)
-_PANIC = re.compile(r"panicked at ([^\n]*):\n(.*)", re.DOTALL)
-_REGISTRY = re.compile(r"^/cargo/registry/src/[^/]+/")
-
-
-# wasmtime calls the guest's stdout/stderr sinks, and releases them, from its own
-# worker threads. A call into Python from such a thread once the interpreter is
-# finalizing kills the thread mid-Rust-frame, which aborts the process (seen: exit
-# code 134 at exit). So at exit, close every store while Python still runs and wait
-# until wasmtime has released every sink.
-_OPEN: weakref.WeakSet[Isolate] = weakref.WeakSet()
-_SINKS = threading.Condition()
-_sinks_held = 0
-
-
-class _Sink:
-    """The callable wasmtime holds for one guest stream; counts itself until released."""
-
-    def __init__(self, capture: _Capture) -> None:
-        global _sinks_held
-        self.capture = capture
-        with _SINKS:
-            _sinks_held += 1
-
-    def __call__(self, data: bytes) -> None:
-        self.capture.write(data)
-
-    def __del__(self) -> None:
-        global _sinks_held
-        with _SINKS:
-            _sinks_held -= 1
-            _SINKS.notify_all()
-
-
-@atexit.register
-def _close_all() -> None:
-    for isolate in list(_OPEN):
-        isolate.close()
-    with _SINKS:
-        _SINKS.wait_for(lambda: _sinks_held == 0, timeout=5.0)
 
 
 @dataclass(frozen=True)
@@ -131,27 +62,6 @@ class RunStats:
     wall_time: float
     fuel_consumed: int | None
     peak_memory: int
-
-
-class _Capture:
-    """Keeps the last `limit` bytes a guest stream wrote, whatever it floods."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.buf = bytearray()
-        self.total = 0
-
-    def write(self, data: bytes) -> None:
-        self.total += len(data)
-        self.buf += data[-self.limit :]
-        if len(self.buf) > self.limit:
-            del self.buf[: len(self.buf) - self.limit]
-
-    def text(self) -> str:
-        return self.buf.decode("utf-8", "replace")
-
-    def clear(self) -> None:
-        self.buf.clear()
 
 
 class Isolate:
@@ -177,15 +87,15 @@ class Isolate:
         # Guest memory as a memoryview, and its host address; see `_guest_memory`.
         self._mem = memoryview(b"")
         self._mem_base = 0
-        self.stdout = _Capture(int(limits.max_stdio))
-        self.stderr = _Capture(int(limits.max_stdio))
+        self.stdout = Capture(int(limits.max_stdio))
+        self.stderr = Capture(int(limits.max_stdio))
         self.store = wasmtime.Store(self.engine.wasmtime)
         self.store.set_limits(memory_size=int(limits.memory))
         wasi = wasmtime.WasiConfig()  # nothing granted: no preopens, env or args
-        wasi.stdout_custom = _Sink(self.stdout)
-        wasi.stderr_custom = _Sink(self.stderr)
+        wasi.stdout_custom = Sink(self.stdout)
+        wasi.stderr_custom = Sink(self.stderr)
         self.store.set_wasi(wasi)
-        _OPEN.add(self)
+        OPEN.add(self)
         try:
             self._start(model)
         except BaseException:
@@ -203,12 +113,12 @@ class Isolate:
         exports = instance.exports(self.store)
         self.memory = exports["memory"]
         _expect_type(self.memory, wasmtime.Memory, "memory")
-        self._fn: dict[str, _Export] = {}
+        self._fn: dict[str, Export] = {}
         for name, (params, results) in (ABI_FUNCTIONS | OPTIONAL_FUNCTIONS).items():
             if name in OPTIONAL_FUNCTIONS and exports.get(name) is None:
                 continue
             _expect_type(exports[name], wasmtime.Func, name)
-            self._fn[name] = _Export(self.store, exports[name], params, results)
+            self._fn[name] = Export(self.store, exports[name], params, results)
         self._guard(self._fn["_initialize"], "initializing the guest")
         version = self._guard(self._fn["wh_abi_version"], "asking its ABI")
         if version != ABI_VERSION:
@@ -218,7 +128,7 @@ class Isolate:
         if "wh_result_cell" in self._fn:
             cell = self._guard(self._fn["wh_result_cell"], "asking for its result cell")
             # Memory never shrinks: in bounds now, always.
-            self._range(cell, _CELL.size, len(self._guest_memory()))
+            self._range(cell, CELL.size, len(self._guest_memory()))
             self._cell = cell & 0xFFFFFFFF
         request = wire.encode_load(model, self.limits.plan_cache)
         # Loading has a budget of its own: typing and optimising a model takes far more
@@ -235,7 +145,7 @@ class Isolate:
         self.dead = True
         self._mem = memoryview(b"")  # the memory goes with the store
         self.store.close()
-        _OPEN.discard(self)
+        OPEN.discard(self)
 
     # --- calls ------------------------------------------------------------
 
@@ -288,7 +198,7 @@ class Isolate:
             memory = self._guest_memory()
         else:
             memory = self._guest_memory()
-            rptr, rlen = _CELL.unpack_from(memory, self._cell)
+            rptr, rlen = CELL.unpack_from(memory, self._cell)
         start_at, end_at = self._range(rptr, rlen, len(memory))
         response = wire.decode(memory[start_at:end_at])
         consumed = None if fuel is None else fuel - self.store.get_fuel()
@@ -350,37 +260,16 @@ class Isolate:
         return result
 
     def _trap(self, e: Exception, what: str) -> WasmHostError:
-        """Names a trap from its code, what the guest printed and what the host knows."""
+        """Names a trap (see `traps.name_trap`); the isolate is dead after one."""
         self.dead = True
-        stderr = self.stderr.text()
-        code = getattr(e, "trap_code", None)
-        limit = format_size(int(self.limits.memory))
         timeout, fuel = getattr(self, "_armed", (self.limits.timeout, self.limits.fuel))
-        if code == wasmtime.TrapCode.INTERRUPT:
-            return TimeoutExceeded(f"{what}: exceeded the {timeout} s timeout")
-        if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            if what == "loading":
-                return FuelExhausted(
-                    f"loading: used up its load fuel ({fuel} instructions, Limits.load_fuel)"
-                )
-            budget = "Limits.fuel" if fuel == self.limits.fuel else "this run's fuel"
-            return FuelExhausted(f"{what}: used up its fuel ({fuel} instructions, {budget})")
-        if m := _OOM.search(stderr):
-            return MemoryLimitExceeded(
-                f"{what}: the guest could not allocate {format_size(int(m[1] or m[2]))} "
-                f"under its {limit} memory limit"
-            )
-        if "memory" in str(e) and "limit" in str(e):
-            return MemoryLimitExceeded(f"{what}: the guest exceeded its {limit} memory limit")
-        if code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return GuestCrash(f"{what}: the guest overflowed its stack")
-        if m := _PANIC.search(stderr):
-            message = m[2].strip().splitlines()[0] if m[2].strip() else ""
-            # The guest's crates live under cargo's registry: name them by crate, not path.
-            location = _REGISTRY.sub("", m[1])
-            panic = f"{message} (at {location})"
-            return GuestCrash(f"{what}: the interpreter panicked: {panic}", panic=panic)
-        return GuestCrash(f"{what}: the guest trapped: {_trap_summary(str(e))}")
+        return name_trap(
+            getattr(e, "trap_code", None),
+            str(e),
+            self.stderr.text(),
+            what,
+            Budgets(int(self.limits.memory), timeout, fuel, self.limits.fuel),
+        )
 
     # --- memory -----------------------------------------------------------
 
@@ -430,70 +319,6 @@ class Isolate:
         """An output the last call left in guest memory: a view, valid until the next call."""
         start, end = self._range(data.address, data.length, len(self._mem))
         return self._mem[start:end]
-
-
-def _trap_summary(text: str) -> str:
-    """One line from wasmtime's trap report: the trap, the fault, and the innermost frame."""
-    reason = _TRAP_REASON.search(text)
-    fault = _TRAP_FAULT.search(text)
-    frame = _TRAP_FRAME.search(text)
-    if not reason:
-        lines = text.strip().splitlines()
-        return lines[0][:200] if lines else "an unknown trap"
-    summary = reason[1].strip()
-    if fault:
-        summary += f" ({fault[1].strip()})"
-    if frame:
-        summary += f" in {_HASH.sub('', frame[1]).strip()[:160]}"
-    return summary
-
-
-class _Export:
-    """A call into one of ABI v1's functions, for one store.
-
-    wasmtime-py's `Func.__call__` re-reads and converts the function's type on every
-    call, which was most of a tiny model's run time. The engine checked these exports'
-    types once (i32s only), so calls go through wasmtime's unchecked entry point with a
-    reused argument array (or `Func.__call__`, should a wasmtime-py release lack that
-    path). Raises what `Func.__call__` raises: `wasmtime.Trap` or `wasmtime.WasmtimeError`.
-    """
-
-    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, params: int, results: int):
-        self._store = store
-        self._checked = func
-        self._params = params
-        self._results = results
-        self._fast = _UNCHECKED
-        if self._fast:
-            self._func = ctypes.byref(func._func)
-            self._raw = (_ffi.wasmtime_val_raw_t * max(params, results, 1))()
-
-    def __call__(self, *args: int) -> int | None:
-        if len(args) != self._params:
-            raise TypeError(f"{self._params} arguments expected, {len(args)} given")
-        if not self._fast:
-            return self._checked(self._store, *args)
-        raw = self._raw
-        for i, arg in enumerate(args):
-            raw[i].i32 = arg
-        # wasmtime-py's enter_wasm, inlined: its generator-based context manager cost
-        # more than the rest of a call. An exception a host function (WASI) raised
-        # during the call is re-raised first, as enter_wasm does.
-        trap = ctypes.POINTER(_ffi.wasm_trap_t)()
-        try:
-            error = _ffi.wasmtime_func_call_unchecked(
-                self._store._context(), self._func, raw, len(raw), ctypes.byref(trap)
-            )
-            if error:
-                raise wasmtime.WasmtimeError._from_ptr(error)
-            if trap:
-                trapped = wasmtime.Trap._from_ptr(trap)
-                _raise_host_exception()
-                raise trapped
-        except wasmtime.WasmtimeError:
-            _raise_host_exception()
-            raise
-        return raw[0].i32 if self._results else None
 
 
 def _expect_type(obj: Any, kind: type, name: str) -> None:

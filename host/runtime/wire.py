@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -20,7 +19,8 @@ from typing import Any, NamedTuple
 import msgpack
 import numpy as np
 
-from .errors import GuestProtocolError
+from ..errors import GuestProtocolError
+from .abi import ADDRESS_AND_LENGTH, EXT_GUEST_BYTES
 
 #: numpy dtype names exchanged with the guest.
 DTYPES = frozenset(
@@ -145,8 +145,6 @@ def _packed_names(names: tuple[str, ...] | None) -> bytes:
 
 #: The msgpack ext type of a payload the guest left in its own memory: 8 bytes, its
 #: address and length as little-endian u32s (docs/guest-abi.md).
-EXT_GUEST_BYTES = 1
-_ADDRESS_AND_LENGTH = struct.Struct("<II")
 
 
 class GuestBytes(NamedTuple):
@@ -158,9 +156,9 @@ class GuestBytes(NamedTuple):
 
 
 def _ext(code: int, data: bytes) -> GuestBytes:
-    if code != EXT_GUEST_BYTES or len(data) != _ADDRESS_AND_LENGTH.size:
+    if code != EXT_GUEST_BYTES or len(data) != ADDRESS_AND_LENGTH.size:
         raise GuestProtocolError(f"malformed guest response: ext type {code} of {len(data)} bytes")
-    return GuestBytes(*_ADDRESS_AND_LENGTH.unpack(data))
+    return GuestBytes(*ADDRESS_AND_LENGTH.unpack(data))
 
 
 def decode(data: memoryview | bytes) -> dict:

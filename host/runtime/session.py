@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
 from . import providers as _providers
 from . import rewrite
-from .errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
 from .isolate import DEFAULT, Default, Isolate, RunStats
 from .limits import Limits, format_size
 from .options import RunOptions, SessionOptions

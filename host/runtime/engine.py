@@ -23,28 +23,11 @@ from typing import ClassVar
 import platformdirs
 import wasmtime
 
-from .errors import GuestProtocolError, InvalidArgument
+from ..errors import GuestProtocolError, InvalidArgument
+from .abi import ABI_EXPORTS, ABI_FUNCTIONS, ABI_VERSION, OPTIONAL_FUNCTIONS
 
 #: How often the ticker thread advances the epoch; deadlines are counted in ticks.
 TICK_SECONDS = 0.01
-ABI_VERSION = 1
-#: ABI v1's functions: how many i32 parameters and i32 results each has.
-ABI_FUNCTIONS = {
-    "_initialize": (0, 0),
-    "wh_abi_version": (0, 1),
-    "wh_alloc": (1, 1),
-    "wh_free": (2, 0),
-    "wh_load": (2, 1),
-    "wh_run": (2, 1),
-    "wh_result_ptr": (0, 1),
-    "wh_result_len": (0, 1),
-}
-#: Exports a guest may add: the host uses them when present.
-OPTIONAL_FUNCTIONS = {
-    # The address of the last response's (address, length): two calls fewer per run.
-    "wh_result_cell": (0, 1),
-}
-ABI_EXPORTS = ("memory", *ABI_FUNCTIONS)
 MODULE_NAME = "tract_onnx.wasm"
 
 
@@ -52,10 +35,11 @@ def module_path() -> Path:
     """The guest module: `WASMHOST_MODULE`, else the packaged one, else the checkout's."""
     if env := os.environ.get("WASMHOST_MODULE"):
         return Path(env)
-    packaged = Path(__file__).with_name(MODULE_NAME)
+    package = Path(__file__).resolve().parent.parent  # wasmhost/, or host/ in a checkout
+    packaged = package / MODULE_NAME  # the wheel carries it at the package's root
     if packaged.exists():
         return packaged
-    return Path(__file__).resolve().parent.parent / "wasm_modules" / MODULE_NAME
+    return package.parent / "wasm_modules" / MODULE_NAME
 
 
 def manifest() -> dict:

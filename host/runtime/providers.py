@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 from .limits import Limits
 
 #: The execution provider a session reports: tract, in a WebAssembly sandbox.

@@ -1,0 +1,2 @@
+"""Tools over the runtime: fuzzing (and its differential checks), benchmarks, and the
+onnx backend interface."""
