@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from .errors import (
     EXIT_INTERNAL,
     InvalidArgument,
     InvalidInput,
+    InvalidModel,
+    MemoryLimitExceeded,
+    TimeoutExceeded,
+    UnsupportedModel,
     WasmHostError,
 )
 from .runtime.engine import manifest, wasmtime_version
@@ -105,7 +110,16 @@ def cli(debug: bool) -> None:
 # --- run ------------------------------------------------------------------------
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 def _load_array(path: str, what: str) -> np.ndarray:
+    with open(path, "rb") as f:  # OSError (missing, a directory) is a file error: exit 11
+        magic = f.read(len(_NPY_MAGIC))
+    if not magic.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+        # numpy would read it as a pickle and advise allow_pickle: not for a sandbox tool.
+        raise InvalidInput(f"{what}: {path} is not a .npy file (it has no NumPy header)")
     try:
         value = np.load(path, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
@@ -258,7 +272,7 @@ def _stats_line(stats: RunStats | None) -> str:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.argument("inputs", nargs=-1)
 @click.option(
     "-o", "--output", help="Write outputs to FILE: .npz (all), .npy (exactly one) or .json."
@@ -298,7 +312,7 @@ def run(
             doc["stats"] = _stats_json(run_stats)
         click.echo(json.dumps(doc))
         return
-    console = Console()
+    console = _console()
     table = Table(title=Path(model).name, title_justify="left")
     for column in ("output", "dtype", "shape", "min", "max", "mean", "first values"):
         table.add_column(column, overflow="fold")
@@ -322,7 +336,7 @@ def run(
 
 
 @cli.command("bench")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.argument("inputs", nargs=-1)
 @click.option("-n", "--rounds", default=20, show_default=True, help="Timed runs.")
 @click.option("--warmup", default=3, show_default=True, help="Untimed runs first.")
@@ -363,16 +377,16 @@ def bench_command(
         doc: dict[str, Any] = {
             "session_ms": result.session_seconds * ms,
             "first_run_ms": result.first_run_seconds * ms,
-            "wasmhost_ms": {"median": result.wasmhost.median * ms, "p95": result.wasmhost.p95 * ms},
+            "wasmhost_ms": _timing_json(result.wasmhost),
             "peak_memory": result.peak_memory,
         }
         if result.peer:
             doc["peer"] = result.peer_name
-            doc["peer_ms"] = {"median": result.peer.median * ms, "p95": result.peer.p95 * ms}
+            doc["peer_ms"] = _timing_json(result.peer)
             doc["ratio"] = result.wasmhost.median / result.peer.median
         click.echo(json.dumps(doc))
         return
-    console = Console()
+    console = _console()
     table = Table(title=f"{Path(model).name}: {rounds} runs after {warmup}", title_justify="left")
     for column in ("engine", "median ms", "p95 ms", "best ms"):
         table.add_column(column, justify="left" if column == "engine" else "right")
@@ -396,6 +410,79 @@ def bench_command(
 # --- inspect -------------------------------------------------------------------
 
 
+def _describe_refused(model: str, refused: WasmHostError, limits: Limits, as_json: bool) -> None:
+    """What can be read of a model the sandbox refused, and why it refused it."""
+    from .runtime import rewrite
+
+    size = Path(model).stat().st_size
+    doc = None
+    if 0 < size <= int(limits.max_model_size):
+        doc = rewrite.describe_isolated(Path(model).read_bytes(), limits.timeout)
+    hint = (
+        _memory_that_would_do(model, limits) if isinstance(refused, MemoryLimitExceeded) else None
+    )
+    if as_json:
+        out = dict(doc or {}, loads_in_sandbox=False, refused=_one_line(str(refused)))
+        if hint:
+            out["loads_with_memory"] = hint
+        click.echo(json.dumps(out))
+        return
+    console = _console()
+    if doc is None:
+        console.print(f"[bold]{Path(model).name}[/bold]: cannot be read as an ONNX model")
+    else:
+        producer = doc.get("producer") or "unknown producer"
+        console.print(
+            f"[bold]{Path(model).name}[/bold]: graph '{doc.get('graph_name', '')}' by {producer}"
+            " (read without loading it)"
+        )
+        opsets = ", ".join(f"{d} {v}" for d, v in sorted(doc["opset"].items()))
+        console.print(f"opset: {opsets or 'none declared'}")
+        table = Table(title_justify="left")
+        for column in ("", "name", "type", "shape"):
+            table.add_column(column, overflow="fold")
+        for key in ("inputs", "outputs"):
+            for a in doc[key]:
+                table.add_row(
+                    key[:-1], str(a.get("name")), str(a.get("type")), _shape_text(a.get("shape"))
+                )
+        console.print(table)
+        ops = Table(title="operators", title_justify="left")
+        ops.add_column("op")
+        ops.add_column("count", justify="right")
+        for op, count in sorted(doc["operators"].items(), key=lambda kv: (-kv[1], kv[0])):
+            ops.add_row(str(op), str(count))
+        console.print(ops)
+    console.print(f"sandbox: [red]refused[/red] ({type(refused).__name__})")
+    if hint:
+        console.print(f"sandbox: loads with --memory {hint}")
+
+
+def _memory_that_would_do(model: str, limits: Limits) -> str | None:
+    """The smallest doubling of the memory cap (up to 4 GiB) under which the model loads."""
+    memory = int(limits.memory)
+    while memory < 4 * 1024**3:
+        memory = min(memory * 2, 4 * 1024**3)
+        try:
+            InferenceSession(model, limits=replace(limits, memory=memory), pool_size=1).close()
+        except MemoryLimitExceeded:
+            continue
+        except WasmHostError:
+            return None
+        return format_size(memory)
+    return None
+
+
+def _timing_json(t: Any) -> dict[str, float]:
+    """A Timing in milliseconds, with every figure the table shows."""
+    return {"median": t.median * 1e3, "p95": t.p95 * 1e3, "best": t.best * 1e3}
+
+
+def _console() -> Console:
+    """Rich's console; piped, at no fixed width, so that tables are not wrapped at 80."""
+    return Console() if sys.stdout.isatty() else Console(width=1_000)
+
+
 def _shape_text(shape: list[int | str | None] | None) -> str:
     if shape is None:
         return "unknown rank"
@@ -403,12 +490,21 @@ def _shape_text(shape: list[int | str | None] | None) -> str:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @_limit_options
 def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | None) -> None:
-    """Describe MODEL: inputs, outputs, opset, operators; and load it in the sandbox."""
-    session = InferenceSession(model, limits=_limits(memory, timeout, fuel), pool_size=1)
+    """Describe MODEL: inputs, outputs, opset, operators; and load it in the sandbox.
+
+    A model the sandbox refuses is described as far as it can be read without loading it
+    (onnx reads it in a child process), then the refusal is the error.
+    """
+    limits = _limits(memory, timeout, fuel)
+    try:
+        session = InferenceSession(model, limits=limits, pool_size=1)
+    except (InvalidModel, UnsupportedModel, MemoryLimitExceeded, TimeoutExceeded) as refused:
+        _describe_refused(model, refused, limits, as_json)
+        raise
     meta = session.get_modelmeta()
     args = {"inputs": session.get_inputs(), "outputs": session.get_outputs()}
     if as_json:
@@ -427,7 +523,7 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
         )
         click.echo(json.dumps(doc))
         return
-    console = Console()
+    console = _console()
     producer = meta.producer_name or "unknown producer"
     opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(meta.opset.items()))
     console.print(f"[bold]{Path(model).name}[/bold]: graph '{meta.graph_name}' by {producer}")
@@ -461,7 +557,7 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=False), required=False)
+@click.argument("model", required=False)
 @click.option("-n", "--iterations", default=100, show_default=True, help="Cases to run.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same cases.")
 @click.option(
@@ -514,7 +610,7 @@ def fuzz(
     from .tools import fuzz as fz
 
     limits = _limits(memory, timeout, fuel)
-    console = Console()
+    console = _console()
     if replay_path:
         outcome, recorded = fz.replay(Path(replay_path), limits, differential or None)
         before = recorded["outcome"]["kind"]
@@ -586,7 +682,10 @@ def _os_error_message(e: OSError) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI and turns every error into one line and a code."""
     args = sys.argv[1:] if argv is None else argv
+    # --debug anywhere on the line, before or after the subcommand (the internal-error
+    # message says "rerun with --debug"): it is the entry point's, not a command's.
     debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
     try:
         # Outside standalone mode, click returns the code of a `click.exceptions.Exit`
         # raised by a command (fuzz's exit 1) instead of raising it.
@@ -595,7 +694,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.ClickException as e:
-        e.show()
+        # One line like every other failure; click's usage text is one --help away.
+        where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
+        click.echo(f"wasmhost: error: {_one_line(e.format_message())}{where}", err=True)
         code = EXIT_CODES["usage"]
     except click.exceptions.Abort:
         click.echo("wasmhost: interrupted", err=True)

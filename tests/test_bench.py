@@ -50,6 +50,9 @@ def test_cli_bench(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert set(doc) >= {"session_ms", "first_run_ms", "wasmhost_ms", "peer_ms", "ratio"}
+    for timing in (doc["wasmhost_ms"], doc["peer_ms"]):  # every figure the table shows
+        assert set(timing) == {"median", "p95", "best"}
+        assert 0 < timing["best"] <= timing["median"] <= timing["p95"]
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((1, 3, 224, 224), np.float32))
     proc = wasmhost_cli("bench", model, x, "-n", "2", "--no-compare")

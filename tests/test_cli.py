@@ -195,8 +195,21 @@ def test_files_and_arguments(tmp_path, image):
     assert_one_line_error(wasmhost_cli("run", SQUEEZENET, image, "-o", tmp_path / "o.txt"), usage)
     assert_one_line_error(wasmhost_cli("run", SQUEEZENET, image, "--memory", "lots"), usage)
     assert_one_line_error(wasmhost_cli("run", SQUEEZENET, image, "--timeout", "soon"), usage)
-    proc = wasmhost_cli("frobnicate")
-    assert proc.returncode == usage and "No such command" in proc.stderr
+    # Every usage error is one line too, pointing at --help; a directory is a file error.
+    assert_one_line_error(wasmhost_cli("frobnicate"), usage, "No such command", "--help")
+    assert_one_line_error(wasmhost_cli("run", "--nope", SQUEEZENET), usage, "--nope", "--help")
+    assert_one_line_error(wasmhost_cli("run"), usage, "MODEL")
+    assert_one_line_error(wasmhost_cli("run", tmp_path, image), file_code, "directory")
+    assert_one_line_error(wasmhost_cli("inspect", tmp_path), file_code, "directory")
+
+
+def test_a_file_that_is_not_npy_is_named_as_such(tmp_path):
+    text = tmp_path / "x.npy"
+    text.write_text("1 2 3\n")
+    for _ in range(2):
+        proc = wasmhost_cli("run", SQUEEZENET, text)
+        assert_one_line_error(proc, EXIT_CODES["InvalidInput"], "not a .npy file")
+        assert "pickle" not in proc.stderr
 
 
 def test_limits_from_the_cli(tmp_path):
@@ -285,9 +298,77 @@ def test_guest_crash_and_protocol_error(tmp_path, image):
 def test_debug_shows_traceback(tmp_path, image):
     garbage = tmp_path / "g.onnx"
     garbage.write_bytes(b"\xff" * 64)
-    proc = wasmhost_cli("--debug", "run", garbage, image)
-    assert proc.returncode == EXIT_CODES["InvalidModel"]
-    assert "Traceback" in proc.stderr
+    for args in (("--debug", "run", garbage, image), ("run", garbage, image, "--debug")):
+        proc = wasmhost_cli(*args)
+        assert proc.returncode == EXIT_CODES["InvalidModel"]
+        assert "Traceback" in proc.stderr
+
+
+def _pipeline(tmp_path: Path, scaler: bool) -> Path:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    steps = [StandardScaler()] if scaler else []
+    model = make_pipeline(*steps, LogisticRegression(max_iter=500)).fit(x, y)
+    path = tmp_path / f"pipeline{int(scaler)}.onnx"
+    path.write_bytes(to_onnx(model, x[:1]).SerializeToString())
+    return path
+
+
+def test_inspect_a_refused_model_reads_what_it_can_and_names_only_real_reasons(tmp_path):
+    refused = _pipeline(tmp_path, scaler=True)
+    proc = wasmhost_cli("inspect", refused)
+    assert_one_line_error(proc, EXIT_CODES["UnsupportedModel"], "ai.onnx.ml:Scaler")
+    assert "ZipMap" not in proc.stderr  # supported: never a reason for a refusal
+    assert "read without loading it" in proc.stdout and "refused" in proc.stdout
+    for word in ("ai.onnx.ml:Scaler", "ai.onnx.ml:ZipMap", "seq(map(int64,tensor(float)))"):
+        assert word in proc.stdout
+    doc = json.loads(wasmhost_cli("inspect", refused, "--json").stdout)
+    assert doc["loads_in_sandbox"] is False and doc["inputs"][0]["shape"] == [None, 4]
+    assert doc["operators"]["ai.onnx.ml:Scaler"] == 1
+
+
+def test_inspect_lists_the_models_operators_not_the_rewritten_ones(tmp_path):
+    loads = _pipeline(tmp_path, scaler=False)
+    doc = json.loads(wasmhost_cli("inspect", loads, "--json").stdout)
+    assert doc["loads_in_sandbox"] is True
+    assert doc["operators"]["ai.onnx.ml:ZipMap"] == 1 and "Identity" not in doc["operators"]
+    sess = wasmhost.InferenceSession(loads)
+    assert sess.get_modelmeta().operators == doc["operators"]
+
+
+def test_inspect_names_the_memory_a_model_needs(tmp_path):
+    weights = np.ones((6 * 1024 * 1024,), np.float32)  # 24 MiB of initializer
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [weights.size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [weights.size])],
+        [onnx.numpy_helper.from_array(weights, "w")],
+    )
+    model = save_model(tmp_path, graph)
+    proc = wasmhost_cli("inspect", model, "--memory", "32MiB")
+    assert_one_line_error(proc, EXIT_CODES["MemoryLimitExceeded"], "32 MiB")
+    assert (
+        "loads with --memory 128 MiB" in proc.stdout or "loads with --memory 64 MiB" in proc.stdout
+    )
+
+
+def test_piped_tables_are_not_wrapped(tmp_path):
+    name = "an_input_with_a_name_far_longer_than_eighty_columns_would_allow_" * 2
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [name], ["y"])],
+        "wide",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    proc = wasmhost_cli("inspect", save_model(tmp_path, graph))
+    assert proc.returncode == 0 and name in proc.stdout
 
 
 @pytest.mark.slow

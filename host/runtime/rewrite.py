@@ -11,7 +11,9 @@
   them.
 
 When the guest refuses a model naming such operators, the session asks for a rewrite
-and loads the result. The model is untrusted and onnx's parser and inliner are C++ over
+and loads the result. The same child also describes a model the guest refused (its
+inputs, outputs, opsets and operators, as far as they can be read without loading it),
+for `wasmhost inspect`. The model is untrusted and onnx's parser and inliner are C++ over
 it, so `rewrite_isolated` runs them in a child process (`python -m wasmhost.runtime.rewrite`)
 under a memory rlimit (set by the child itself) and a timeout; any failure there only
 means "no rewrite".
@@ -55,6 +57,113 @@ def operators_named(message: str) -> list[str]:
     if m := _REJECTED.search(message):
         return [m[1]]
     return []
+
+
+def without_supported(message: str) -> str:
+    """A refusal's message without `ZipMap` among the unsupported operators: the session
+    supports it by lifting it out, so it is never the reason for a refusal."""
+    m = _MISSING.search(message)
+    if not m:
+        return message
+    ops = [op.strip() for op in m[1].split(",") if op.strip() and op.strip() != ZIPMAP]
+    if not ops:
+        return message
+    plural = "s" if len(ops) > 1 else ""
+    listed = f"operator{plural} not supported by tract: {', '.join(ops)}"
+    return message[: m.start()] + listed + message[m.end() :]
+
+
+def describe(model: bytes) -> dict:
+    """What can be read from a model without running it: inputs, outputs (name, onnxruntime
+    type, shape), opsets and an operator histogram (subgraphs included).
+
+    Raises whatever onnx raises on a malformed model: call it in a child process.
+    """
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    initializers = {t.name for t in graph.initializer}
+
+    def elem(code: int) -> str:
+        return onnx.helper.tensor_dtype_to_string(code).removeprefix("TensorProto.").lower()
+
+    def type_of(tp: onnx.TypeProto) -> str:
+        """onnxruntime's spelling: tensor(float), seq(map(int64,tensor(float))), ..."""
+        kind = tp.WhichOneof("value")
+        if kind == "tensor_type":
+            return f"tensor({elem(tp.tensor_type.elem_type)})"
+        if kind == "sequence_type":
+            return f"seq({type_of(tp.sequence_type.elem_type)})"
+        if kind == "map_type":
+            return f"map({elem(tp.map_type.key_type)},{type_of(tp.map_type.value_type)})"
+        if kind == "optional_type":
+            return f"optional({type_of(tp.optional_type.elem_type)})"
+        return kind or "unknown"
+
+    def arg(value: onnx.ValueInfoProto) -> dict:
+        shape = None
+        t = value.type.tensor_type
+        if value.type.WhichOneof("value") == "tensor_type" and t.HasField("shape"):
+            shape = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in t.shape.dim
+            ]
+        return {"name": value.name, "type": type_of(value.type), "shape": shape}
+
+    operators: dict[str, int] = {}
+
+    def walk(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            key = (
+                node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+            )
+            operators[key] = operators.get(key, 0) + 1
+            for attr in node.attribute:
+                for sub in [*attr.graphs, *([attr.g] if attr.HasField("g") else [])]:
+                    walk(sub)
+
+    walk(graph)
+    return {
+        "inputs": [arg(v) for v in graph.input if v.name not in initializers],
+        "outputs": [arg(v) for v in graph.output],
+        "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+        "operators": operators,
+        "producer": proto.producer_name,
+        "graph_name": graph.name,
+    }
+
+
+def describe_isolated(model: bytes, timeout: float | None = None) -> dict | None:
+    """`describe` in a child process with a memory rlimit and a timeout; None on any
+    failure. The child's answer is checked for shape, not trusted further."""
+    proc = _child(["--describe"], model, timeout)
+    if proc is None or proc.returncode != 0:
+        return None
+    try:
+        doc = json.loads(proc.stdout)
+        ok = isinstance(doc, dict) and all(
+            isinstance(doc.get(k), list) for k in ("inputs", "outputs")
+        )
+        ok = ok and isinstance(doc.get("operators"), dict) and isinstance(doc.get("opset"), dict)
+    except ValueError:
+        return None
+    return doc if ok else None
+
+
+def _child(
+    args: list[str], model: bytes, timeout: float | None
+) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "wasmhost.runtime.rewrite", str(_CHILD_MEMORY), *args],
+            input=model,
+            capture_output=True,
+            timeout=min(timeout or _CHILD_SECONDS, _CHILD_SECONDS),
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def rewrite(model: bytes, operators: list[str]) -> Rewrite | None:
@@ -147,15 +256,8 @@ def rewrite_isolated(
     if not operators:
         return None
 
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "wasmhost.runtime.rewrite", str(_CHILD_MEMORY), *operators],
-            input=model,
-            capture_output=True,
-            timeout=min(timeout or _CHILD_SECONDS, _CHILD_SECONDS),
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+    proc = _child(operators, model, timeout)
+    if proc is None:
         return None
     header, sep, body = proc.stdout.partition(b"\n")
     if proc.returncode != 0 or not sep:
@@ -174,10 +276,14 @@ def rewrite_isolated(
 
 def main() -> int:
     """The child (`python -m wasmhost.runtime.rewrite MEMORY OP...`): the model on stdin; out, a
-    JSON line (what was done), then the new model."""
+    JSON line (what was done), then the new model. With `--describe` in place of the
+    operators: out, the model's description as JSON."""
     # The child caps itself: a preexec_fn would not be safe with the host's threads.
     memory = int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if sys.argv[2:] == ["--describe"]:
+        sys.stdout.write(json.dumps(describe(sys.stdin.buffer.read())))
+        return 0
     done = rewrite(sys.stdin.buffer.read(), sys.argv[2:])
     if done is None:
         return NOTHING_TO_DO

@@ -127,6 +127,15 @@ class InferenceSession:
         self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s) for s in sig.outputs]
         self._output_names_all = [o.name for o in self._outputs]
         self._meta = sig.meta
+        if self._zipmaps:
+            # The guest saw an Identity where each ZipMap was: the histogram is the model's.
+            ops = dict(self._meta["ops"])
+            lifted = len(self._zipmaps)
+            ops["Identity"] = ops.get("Identity", 0) - lifted
+            if ops["Identity"] <= 0:
+                del ops["Identity"]
+            ops[rewrite.ZIPMAP] = ops.get(rewrite.ZIPMAP, 0) + lifted
+            self._meta = {**self._meta, "ops": sorted(ops.items())}
         self._pool = IsolatePool(self._isolate, self.limits, self.pool_size, first)
         self._local = threading.local()
 
@@ -165,7 +174,9 @@ class InferenceSession:
             try:
                 first = Isolate(done.model, self.limits)
             except (UnsupportedModel, InvalidModel):
-                raise refused from None  # the operator the user wrote is the one to name
+                # The operators the user wrote are the ones to name; ZipMap is not one
+                # of the reasons: it is supported (lifted out).
+                raise type(refused)(rewrite.without_supported(str(refused))) from None
             self._model, self.expanded_functions, self._zipmaps = (
                 done.model,
                 done.expanded,
