@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from conftest import LIGHT, assert_outputs_equal, f32, make_model, reference, vi
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import wasmhost
 from wasmhost.runtime.isolate import Isolate
@@ -286,3 +286,33 @@ def test_sessions_without_a_timeout_run_code_without_epoch_checks():
     assert Isolate(model.read_bytes(), timed.limits).engine.config.epoch
     assert not Isolate(model.read_bytes(), untimed.limits).engine.config.epoch
     np.testing.assert_array_equal(untimed.run(None, x)[0], timed.run(None, x)[0])
+
+
+def test_a_graph_whose_shapes_contradict_each_other_is_invalid():
+    """tract cannot type it; onnx's shape inference says why: an invalid model (exit 3),
+    as onnxruntime calls it, not an unsupported one."""
+    weights = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["y"])],
+        [f32("x", [1, 3, 8])],  # rank 3 for a 2-d kernel
+        [f32("y", None)],
+        [weights],
+        check=False,
+    )
+    for _ in range(2):
+        with pytest.raises(wasmhost.InvalidModel, match="spatial dimensions"):
+            wasmhost.InferenceSession(model)
+    # A model tract merely lacks an operator for stays unsupported.
+    with pytest.raises(wasmhost.UnsupportedModel):
+        wasmhost.InferenceSession(
+            make_model(
+                [helper.make_node("Col2Im", ["x", "s", "b"], ["y"])],
+                [
+                    f32("x", [1, 4, 4]),
+                    vi("s", TensorProto.INT64, [2]),
+                    vi("b", TensorProto.INT64, [2]),
+                ],
+                [f32("y", None)],
+                check=False,
+            )
+        )

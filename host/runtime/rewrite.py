@@ -134,6 +134,33 @@ def describe(model: bytes) -> dict:
     }
 
 
+def shape_error(model: bytes) -> str | None:
+    """onnx's strict shape inference's complaint about `model`, if it has one: a graph
+    whose shapes or types contradict each other (what onnxruntime refuses as invalid).
+
+    Raises whatever onnx raises on a malformed model: call it in a child process.
+    """
+    import onnx
+    import onnx.shape_inference
+
+    proto = onnx.load_from_string(model)
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as e:
+        lines = str(e).strip().splitlines()
+        return lines[0] if lines else "shape inference failed"
+    return None
+
+
+def shape_error_isolated(model: bytes, timeout: float | None = None) -> str | None:
+    """`shape_error` in a child process; None when onnx finds nothing, or on any failure."""
+    proc = _child(["--shapes"], model, timeout)
+    if proc is None or proc.returncode != 0:
+        return None
+    text = proc.stdout.decode("utf-8", "replace").strip()
+    return text[:2000] or None
+
+
 def describe_isolated(model: bytes, timeout: float | None = None) -> dict | None:
     """`describe` in a child process with a memory rlimit and a timeout; None on any
     failure. The child's answer is checked for shape, not trusted further."""
@@ -283,6 +310,9 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     if sys.argv[2:] == ["--describe"]:
         sys.stdout.write(json.dumps(describe(sys.stdin.buffer.read())))
+        return 0
+    if sys.argv[2:] == ["--shapes"]:
+        sys.stdout.write(shape_error(sys.stdin.buffer.read()) or "")
         return 0
     done = rewrite(sys.stdin.buffer.read(), sys.argv[2:])
     if done is None:

@@ -21,6 +21,9 @@ from .pool import IsolatePool, PoolStats
 from .providers import PROVIDER
 from .wire import DTYPES, Signature, dtype_name
 
+#: How the guest's refusal of a model it could not type begins.
+_TYPING_FAILED = "tract cannot run this model for inputs"
+
 # onnxruntime's type names, by numpy dtype name (and ONNX's, for types not exchanged).
 _ORT_TYPES = {
     "float32": "float",
@@ -167,6 +170,14 @@ class InferenceSession:
         try:
             return Isolate(self._model, self.limits)
         except (UnsupportedModel, InvalidModel) as refused:
+            if isinstance(refused, UnsupportedModel) and _TYPING_FAILED in str(refused):
+                # tract could not type the graph: if onnx finds its shapes contradict
+                # each other, it is invalid (onnxruntime says so too), not unsupported.
+                reason = rewrite.shape_error_isolated(self._model, self.limits.timeout)
+                if reason:
+                    raise InvalidModel(
+                        f"the graph's shapes contradict each other: {reason}"
+                    ) from None
             ops = rewrite.operators_named(str(refused))
             done = rewrite.rewrite_isolated(self._model, ops, self.limits.timeout)
             if done is None or len(done.model) > int(self.limits.max_model_size):
