@@ -138,7 +138,32 @@ def test_cli_fuzz_bad_arguments(tmp_path):
     garbage.write_bytes(b"\x00\xff" * 50)
     proc = wasmhost_cli("fuzz", garbage, "-n", 3)
     assert proc.returncode == wasmhost.InvalidModel.exit_code, proc.stderr
-    assert wasmhost_cli("fuzz", "--replay", tmp_path / "nothing").returncode == 11
+    missing = tmp_path / "nothing" / "outcome.json"
+    proc = wasmhost_cli("fuzz", "--replay", missing)
+    assert proc.returncode == 11 and str(missing) in proc.stderr  # the path given, named
+
+
+def test_memory_findings_are_saved_and_replay(tmp_path):
+    """A model that exhausts its isolate's memory is a finding with a reproducer."""
+    graph_model = make_model(
+        [helper.make_node("Expand", ["x", "shape"], ["y"])],
+        [f32("x", [1]), helper.make_tensor_value_info("shape", TensorProto.INT64, [1])],
+        [f32("y", None)],
+        check=False,
+    )
+    case = fz.Case(
+        0, "seed", graph_model, {"x": np.ones(1, np.float32), "shape": np.array([1 << 28])}
+    )
+    limits = wasmhost.Limits(memory="64MiB")
+    outcome = fz.run_case(case.model, case.inputs, limits)
+    assert outcome.kind == "trap:oom" and outcome.finding_key
+    campaign = fz.Campaign()
+    for _ in range(2):
+        campaign.record(case, outcome)
+    (finding,) = campaign.findings.values()
+    saved = fz.save_reproducer(tmp_path, finding)
+    replayed, recorded = fz.replay(saved, limits)
+    assert replayed.kind == recorded["outcome"]["kind"] == "trap:oom"
 
 
 @pytest.mark.parametrize("seed", [0])

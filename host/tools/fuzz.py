@@ -43,7 +43,8 @@ from .differential import available_peers, compare, difference, graph_facts, pee
 
 #: Outcome classes that are findings: the interpreter or the host misbehaved.
 FINDINGS = (
-    "host-crash", "protocol-error", "trap:panic", "trap:crash", "mismatch", "nondeterministic"
+    "host-crash", "protocol-error", "trap:panic", "trap:crash", "trap:oom", "mismatch",
+    "nondeterministic",
 )  # fmt: skip
 #: Findings that are wasmhost's own fault: a crash of the host, a wrong or changing answer.
 FAILURES = ("host-crash", "mismatch", "nondeterministic")
@@ -685,6 +686,8 @@ def load_reproducer(path: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
         OSError: a file of the reproducer cannot be read.
         InvalidArgument: the reproducer is malformed.
     """
+    if not path.exists():  # name the path given, not a file inside it
+        raise FileNotFoundError(2, "No such file or directory", str(path))
     directory = path if path.is_dir() else path.parent
     model = (directory / "model.onnx").read_bytes()
     try:
