@@ -139,6 +139,38 @@ def test_zipmap_outputs_come_back_as_onnxruntime_returns_them():
     assert sess.run(["output_label"], {"X": x})[0].shape == (5,)
 
 
+@pytest.mark.parametrize("labels", [[3, 1, 2], ["b", "c", "a"]])
+def test_zipmap_keys_come_sorted_as_in_onnxruntime(labels):
+    """onnxruntime's maps are std::maps: keys sorted, whatever the attribute's order (a
+    differential campaign found the order differing)."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load_from_string(classifier(np.arange(30) % 3))
+    (zipmap,) = [n for n in proto.graph.node if n.op_type == "ZipMap"]
+    del zipmap.attribute[:]
+    key = "classlabels_int64s" if isinstance(labels[0], int) else "classlabels_strings"
+    zipmap.attribute.append(onnx.helper.make_attribute(key, labels))
+    if isinstance(labels[0], str):
+        out = next(o for o in proto.graph.output if o.name == "output_probability")
+        out.type.CopyFrom(
+            onnx.helper.make_sequence_type_proto(
+                onnx.helper.make_map_type_proto(
+                    onnx.TensorProto.STRING, onnx.helper.make_tensor_type_proto(1, None)
+                )
+            )
+        )
+    model = proto.SerializeToString()
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"X": x})[1]
+    sess = wasmhost.InferenceSession(model)
+    for _ in range(2):
+        got = sess.run(None, {"X": x})[1]
+        for g, w in zip(got, want, strict=True):
+            assert list(g) == list(w) == sorted(labels)
+            np.testing.assert_allclose(list(g.values()), list(w.values()), rtol=1e-5)
+
+
 def test_cli_writes_zipmaps_as_json_only(tmp_path):
     from test_cli import assert_one_line_error, wasmhost_cli
 

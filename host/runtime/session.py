@@ -211,7 +211,10 @@ class InferenceSession:
                 f"output '{name}': ZipMap has {len(labels)} class labels but its input has "
                 f"shape {list(probabilities.shape)}"
             )
-        return [dict(zip(labels, row.tolist(), strict=True)) for row in rows]
+        # onnxruntime's maps are std::maps: their keys come sorted, whatever the
+        # attribute's order; a label given twice keeps its last column.
+        order = sorted(range(len(labels)), key=lambda i: labels[i])
+        return [{labels[i]: values[i] for i in order} for values in rows.tolist()]
 
     def _read(self, source: str | os.PathLike[str] | bytes) -> bytes:
         cap = int(self.limits.max_model_size)
