@@ -1,8 +1,12 @@
-"""Shared helpers: the models the onnx package ships, models built with onnx.helper,
-and onnxruntime as the oracle."""
+"""Shared helpers: the repository's paths, the models the onnx package ships, models built
+with onnx.helper, onnxruntime as the oracle, the command line in a child process, and
+WAT guests (tests/guests.py) loaded in place of the real one."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +18,10 @@ from onnx import TensorProto, helper
 
 import wasmhost
 
+ROOT = Path(__file__).resolve().parent.parent
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = sorted(LIGHT.glob("light_*.onnx"))
+SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 OPSET = 17
 
 
@@ -59,6 +65,34 @@ def assert_outputs_equal(got: list[np.ndarray], expected: list[np.ndarray], rtol
             np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
         else:
             np.testing.assert_array_equal(g, e)
+
+
+def wasmhost_cli(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """`wasmhost ARGS...` in a child process (`python -m wasmhost.cli`), its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "wasmhost.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    """A failure as the CLI reports it: exit `code`, one line on stderr naming `words`."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("wasmhost: error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import msgpack
 
 LOAD_OK = {
@@ -11,6 +13,12 @@ LOAD_OK = {
 }
 RUN_OK = {"outputs": [{"name": "y", "dtype": "float32", "shape": [2], "data": b"\0" * 8}]}
 LOAD_AT, RUN_AT = 1024, 16384
+
+
+def guest_bytes(address: int, length: int) -> msgpack.ExtType:
+    """An output payload left in guest memory: ABI v1's ext type 1 (spelled out here, not
+    taken from the host's abi.py, so that the tests pin the ABI down), address, length."""
+    return msgpack.ExtType(1, struct.pack("<II", address, length))
 
 
 def wat_bytes(data: bytes) -> str:

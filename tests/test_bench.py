@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import LIGHT, f32, make_model, vi
+from conftest import LIGHT, assert_one_line_error, f32, make_model, vi, wasmhost_cli
 from onnx import TensorProto, helper
-from test_cli import assert_one_line_error, wasmhost_cli
 
 import wasmhost
 from wasmhost.cli import EXIT_CODES

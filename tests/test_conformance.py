@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ROOT / "tests" / "conformance" / "wasmhost_passes.txt"
 
 

@@ -11,18 +11,16 @@ import json
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import msgpack
 import numpy as np
 import onnxruntime as ort
 import pytest
 import wasmtime
+from conftest import LIGHT, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WASM = ROOT / "wasm_modules" / "tract_onnx.wasm"
 MANIFEST = ROOT / "wasm_modules" / "tract_onnx.json"
-LIGHT = Path(__import__("onnx").__file__).parent / "backend" / "test" / "data" / "light"
 
 ABI_EXPORTS = {
     "memory",

@@ -12,16 +12,12 @@ import msgpack
 import numpy as np
 import pytest
 from guests import LOAD_AT, LOAD_OK, RUN_AT, RUN_OK, guest, wat_bytes
+from guests import guest_bytes as _ref
 
 import wasmhost
 from wasmhost.runtime.isolate import Isolate
 
 X = {"x": np.ones(2, np.float32)}
-
-
-def _ref(address: int, length: int) -> msgpack.ExtType:
-    """An output payload left in guest memory (ABI v1's ext type 1)."""
-    return msgpack.ExtType(1, struct.pack("<II", address, length))
 
 
 def _run_with_data(data: object) -> bytes:

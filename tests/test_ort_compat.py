@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime
 import pytest
-from conftest import LIGHT, assert_outputs_equal
+from conftest import SQUEEZENET, assert_outputs_equal
 
 import wasmhost
 
-MODEL = str(LIGHT / "light_squeezenet.onnx")
+MODEL = str(SQUEEZENET)
 
 # What an onnxruntime user writes, with the module as `rt`.
 SCRIPT = """

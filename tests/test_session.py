@@ -7,13 +7,11 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import LIGHT, assert_outputs_equal, f32, make_model, reference, vi
+from conftest import LIGHT, SQUEEZENET, assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper, numpy_helper
 
 import wasmhost
 from wasmhost.runtime.isolate import Isolate
-
-SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 
 
 def mlp_model() -> bytes:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import struct
 
 import msgpack
 import numpy as np
 import pytest
+from guests import guest_bytes as _ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wasmhost
-from wasmhost.runtime import abi, wire
+from wasmhost.runtime import wire
 from wasmhost.runtime.limits import Limits, parse_size
 
 
@@ -67,10 +67,6 @@ def _guest_memory(data: wire.GuestBytes) -> memoryview:
     if data.address + data.length > 64:
         raise wasmhost.GuestProtocolError("past memory")
     return memoryview(bytes(range(64)))[data.address : data.address + data.length]
-
-
-def _ref(address: int, length: int) -> msgpack.ExtType:
-    return msgpack.ExtType(abi.EXT_GUEST_BYTES, struct.pack("<II", address, length))
 
 
 def test_payloads_left_in_guest_memory():
