@@ -16,6 +16,8 @@ mod ops;
 #[cfg(feature = "tract")]
 mod plans;
 #[cfg(feature = "tract")]
+mod rewrite_rnn;
+#[cfg(feature = "tract")]
 mod tensors;
 
 #[cfg(feature = "tract")]

@@ -21,7 +21,7 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn load(bytes: &[u8], options: Option<wire::LoadOptions>) -> GuestResult<Loaded> {
-        let proto = pb::ModelProto::decode(bytes)
+        let mut proto = pb::ModelProto::decode(bytes)
             .map_err(|e| GuestError::invalid_model(format!("not an ONNX model: {e}")))?;
         let graph = proto
             .graph
@@ -31,6 +31,7 @@ impl Loaded {
         crate::ops::register(&mut onnx);
         let checks::Described { inputs, outputs, meta } = checks::check(&onnx, &proto, graph)?;
         let has_value_info = !graph.value_info.is_empty();
+        crate::rewrite_rnn::rewrite(&mut proto);
 
         let parsed = onnx.parse(&proto, None).map_err(|e| {
             chosen_refusal(&e).unwrap_or_else(|| {
