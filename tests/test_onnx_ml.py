@@ -115,3 +115,59 @@ def test_binary_one_row_scores_that_engines_disagree_on_are_refused(post):
     for _ in range(2):
         with pytest.raises(wasmhost.UnsupportedModel, match=f"post_transform {post}"):
             wasmhost.InferenceSession(model)
+
+
+def forest(**changes) -> bytes:
+    """A two-tree, three-class TreeEnsembleClassifier, with attributes changed."""
+    attrs = {
+        "nodes_treeids": [0, 0, 0, 1, 1, 1],
+        "nodes_nodeids": [0, 1, 2, 0, 1, 2],
+        "nodes_featureids": [0, 0, 0, 1, 0, 0],
+        "nodes_values": [0.5, 0.0, 0.0, 1.0, 0.0, 0.0],
+        "nodes_modes": ["BRANCH_LEQ", "LEAF", "LEAF"] * 2,
+        "nodes_truenodeids": [1, 0, 0, 1, 0, 0],
+        "nodes_falsenodeids": [2, 0, 0, 2, 0, 0],
+        "class_treeids": [0, 0, 1, 1],
+        "class_nodeids": [1, 2, 1, 2],
+        "class_ids": [0, 1, 1, 2],
+        "class_weights": [0.5, 0.5, 0.5, 0.5],
+        "classlabels_int64s": [0, 1, 2],
+    }
+    attrs.update(changes)
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 3]),
+    ]
+    return linear("TreeEnsembleClassifier", 2, outputs, **attrs)
+
+
+def test_a_consistent_forest_matches_onnxruntime():
+    model = forest()
+    x = np.array([[0.0, 0.0], [1.0, 2.0], [0.2, 1.5]], np.float32)
+    sess = wasmhost.InferenceSession(model)
+    for _ in range(2):
+        assert_outputs_equal(sess.run(None, {"x": x}), reference(model, {"x": x}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        # A weight on node 2^40: on wasm32 tract read it as node 0 (native: nowhere).
+        (
+            {"class_nodeids": [1, 2, 1, 1 << 40]},
+            "node 1099511627776 of tree 1, which the tree lacks",
+        ),
+        ({"class_nodeids": [1, 2, 1, 0]}, "node 0 of tree 1, which is not a leaf"),
+        ({"nodes_truenodeids": [7, 0, 0, 1, 0, 0]}, "branches to node 7, which the tree lacks"),
+        ({"nodes_nodeids": [0, 1, 1, 0, 1, 2]}, "node 1 of tree 0 is given twice"),
+        ({"class_ids": [0, 1, 1, 3]}, "class id 3 is not one of the 3 classes"),
+        ({"class_weights": [0.5, 0.5, 0.5]}, "have 4, 4, 4 and 3 entries"),
+        ({"nodes_featureids": [0, 0, 0, -1, 0, 0]}, "feature id -1 is negative"),
+    ],
+)
+def test_an_inconsistent_forest_is_invalid(changes, why):
+    for _ in range(2):
+        with pytest.raises(wasmhost.InvalidModel, match=why):
+            wasmhost.InferenceSession(forest(**changes)).run(
+                None, {"x": np.zeros((1, 2), np.float32)}
+            )

@@ -277,3 +277,32 @@ def test_metadata_counts_the_model_as_given():
     """The zero state's nodes are the guest's own: the operator histogram does not list them."""
     session = wasmhost.InferenceSession(recurrent_model("LSTM", bias=False))
     assert session.get_modelmeta().operators == {"LSTM": 1}
+
+
+@pytest.mark.parametrize(
+    ("op", "w_shape", "r_shape", "why"),
+    [
+        # An X of 64 features against a W made for 3: tract multiplied them anyway, and
+        # the guest and native tract answered different garbage (a differential campaign).
+        ("LSTM", (1, 16, 3), (1, 16, 4), r"W has shape \[1, 16, 3\], but X \[2, 1, 64\]"),
+        ("GRU", (1, 12, 3), (1, 12, 4), r"W has shape \[1, 12, 3\]"),
+        ("RNN", (1, 4, 3), (1, 4, 4), r"W has shape \[1, 4, 3\]"),
+    ],
+)
+def test_weights_that_do_not_fit_the_input_are_invalid(op, w_shape, r_shape, why):
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(w_shape).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.standard_normal(r_shape).astype(np.float32), "R"),
+    ]
+    model = make_model(
+        [helper.make_node(op, ["x", "W", "R"], ["y"], hidden_size=4)],
+        [f32("x", ["seq", 1, 64])],
+        [f32("y", None)],
+        weights,
+        check=False,
+    )
+    sess = wasmhost.InferenceSession(model)
+    for _ in range(2):
+        with pytest.raises(wasmhost.InvalidModel, match=why):
+            sess.run(None, {"x": np.ones((2, 1, 64), np.float32)})

@@ -6,7 +6,8 @@
 //! layout). tract-onnx 0.23.9 gets those scores right but picks each label from the
 //! scores before that layout, [p, 0]: it answers class 0 where class 1 is likelier
 //! (51 of iris's 150 rows for a RandomForestClassifier exported by skl2onnx). Here
-//! the labels are picked from the scores the op returns, as onnxruntime does.
+//! the labels are picked from the scores the op returns, as onnxruntime does. And an
+//! ensemble whose attributes contradict each other is refused (`check_ensemble`).
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -16,6 +17,7 @@ use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 use tract_onnx::tract_hir::internal::*;
 
 use super::guard::{self, Guard};
+use crate::errors::ModelError;
 
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     guard::replace(onnx, "TreeEnsembleClassifier", classifier);
@@ -23,6 +25,9 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
 
 fn classifier(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+    let classes = attr("classlabels_int64s").map(|a| a.ints.len()).unwrap_or(0)
+        + attr("classlabels_strings").map(|a| a.strings.len()).unwrap_or(0);
+    check_ensemble(node, classes)?;
     let labels = match (attr("classlabels_int64s"), attr("classlabels_strings")) {
         (Some(ints), None) => tensor1(&ints.ints),
         (None, Some(strings)) => tensor1(
@@ -60,4 +65,95 @@ impl Guard for BinaryLabels {
     fn folds(&self) -> bool {
         self.0.is_none()
     }
+}
+
+/// Refuses a tree ensemble whose attributes contradict each other: lists of unequal
+/// lengths, a node given twice, a branch to a node its tree lacks, a weight on a node
+/// that is not a leaf of its tree, a class id past the labels. tract-onnx 0.23.9 reads
+/// node ids as `usize`, which is 32 bits in the guest: a weight on node 2^40 landed on
+/// node 0 here and nowhere natively (onnxruntime refuses the model). Ids are compared
+/// as the i64s they are.
+fn check_ensemble(node: &NodeProto, classes: usize) -> TractResult<()> {
+    let ints = |name: &str| node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice());
+    let inconsistent = |why: String| -> anyhow::Error {
+        ModelError::Inconsistent(format!("{} '{}': {why}", node.op_type, node.name)).into()
+    };
+    let (Some(trees), Some(ids)) = (ints("nodes_treeids"), ints("nodes_nodeids")) else {
+        return Ok(()); // tract's builder names what is missing
+    };
+    let modes: Vec<&[u8]> = node
+        .attribute
+        .iter()
+        .find(|a| a.name == "nodes_modes")
+        .map(|a| a.strings.iter().map(|s| s.as_slice()).collect())
+        .unwrap_or_default();
+    let n = ids.len();
+    for name in ["nodes_treeids", "nodes_featureids", "nodes_truenodeids", "nodes_falsenodeids"] {
+        if let Some(v) = ints(name) {
+            if v.len() != n {
+                return Err(inconsistent(format!("{name} has {} entries for {n} nodes", v.len())));
+            }
+        }
+    }
+    if modes.len() != n {
+        return Err(inconsistent(format!("nodes_modes has {} entries for {n} nodes", modes.len())));
+    }
+    let mut leaf: HashMap<(i64, i64), bool> = HashMap::default();
+    for i in 0..n {
+        if leaf.insert((trees[i], ids[i]), modes[i] == b"LEAF").is_some() {
+            return Err(inconsistent(format!("node {} of tree {} is given twice", ids[i], trees[i])));
+        }
+    }
+    if let Some(features) = ints("nodes_featureids") {
+        if let Some(f) = features.iter().find(|&&f| f < 0) {
+            return Err(inconsistent(format!("feature id {f} is negative")));
+        }
+    }
+    for name in ["nodes_truenodeids", "nodes_falsenodeids"] {
+        let Some(targets) = ints(name) else { continue };
+        for i in 0..n {
+            if modes[i] != b"LEAF" && !leaf.contains_key(&(trees[i], targets[i])) {
+                return Err(inconsistent(format!(
+                    "{name}: node {} of tree {} branches to node {}, which the tree lacks",
+                    ids[i], trees[i], targets[i]
+                )));
+            }
+        }
+    }
+    let (Some(wtrees), Some(wnodes), Some(wclasses)) =
+        (ints("class_treeids"), ints("class_nodeids"), ints("class_ids"))
+    else {
+        return Ok(());
+    };
+    let weights = node.attribute.iter().find(|a| a.name == "class_weights").map(|a| a.floats.len());
+    if wnodes.len() != wtrees.len() || wclasses.len() != wtrees.len() || weights.is_some_and(|w| w != wtrees.len()) {
+        return Err(inconsistent(format!(
+            "class_treeids, class_nodeids, class_ids and class_weights have {}, {}, {} and {} entries",
+            wtrees.len(),
+            wnodes.len(),
+            wclasses.len(),
+            weights.unwrap_or(0)
+        )));
+    }
+    for k in 0..wtrees.len() {
+        match leaf.get(&(wtrees[k], wnodes[k])) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(inconsistent(format!(
+                    "a class weight is on node {} of tree {}, which is not a leaf",
+                    wnodes[k], wtrees[k]
+                )))
+            }
+            None => {
+                return Err(inconsistent(format!(
+                    "a class weight is on node {} of tree {}, which the tree lacks",
+                    wnodes[k], wtrees[k]
+                )))
+            }
+        }
+        if wclasses[k] < 0 || wclasses[k] as u64 >= classes as u64 {
+            return Err(inconsistent(format!("class id {} is not one of the {classes} classes", wclasses[k])));
+        }
+    }
+    Ok(())
 }

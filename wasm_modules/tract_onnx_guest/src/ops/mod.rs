@@ -9,6 +9,7 @@ mod lrn;
 mod maxpool;
 mod ml_linear;
 mod ml_tree;
+mod rnn_shapes;
 mod slices;
 
 /// Registers every op of ours in `onnx`, each over tract's builder for its name.
@@ -18,4 +19,5 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
     if_fold::register(onnx);
     ml_linear::register(onnx);
     ml_tree::register(onnx);
+    rnn_shapes::register(onnx);
 }
