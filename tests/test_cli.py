@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -14,34 +13,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import wasmtime
+from conftest import ROOT, SQUEEZENET, assert_one_line_error, wasmhost_cli
 from onnx import TensorProto, helper
 
 import wasmhost
 from wasmhost.cli import EXIT_CODES
-
-ROOT = Path(__file__).resolve().parent.parent
-LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-SQUEEZENET = LIGHT / "light_squeezenet.onnx"
-
-
-def wasmhost_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "wasmhost.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) -> None:
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("wasmhost: error: "), lines[0]
-    assert "Traceback" not in proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def save_model(tmp_path: Path, graph: onnx.GraphProto, name: str = "m.onnx") -> Path:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,7 +12,15 @@ import msgpack
 import numpy as np
 import onnx
 import pytest
-from conftest import LIGHT, OPSET, assert_outputs_equal, f32, make_model, reference
+from conftest import (
+    OPSET,
+    SQUEEZENET,
+    assert_outputs_equal,
+    f32,
+    make_model,
+    reference,
+    wasmhost_cli,
+)
 from guests import LOAD_AT, RUN_AT, RUN_OK, guest, wat_bytes
 from onnx import TensorProto, helper, numpy_helper
 
@@ -22,7 +28,6 @@ import wasmhost
 from wasmhost.tools import differential as diff
 from wasmhost.tools import fuzz as fz
 
-SQUEEZENET = LIGHT / "light_squeezenet.onnx"
 LIMITS = wasmhost.Limits(memory="128MiB", timeout=10)
 
 
@@ -109,16 +114,6 @@ def test_reproducer_round_trip(tmp_path):
     assert recorded["outcome"]["kind"] == "trap:panic" and recorded["case"] == 5
     again, _ = fz.replay(path / "outcome.json", LIMITS)
     assert (again.kind, again.panic) == (outcome.kind, outcome.panic)
-
-
-def wasmhost_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "wasmhost.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
 
 
 def test_cli_fuzz_squeezenet_30_iterations(tmp_path):
