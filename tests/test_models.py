@@ -318,7 +318,7 @@ def lrn_model(elem: int, shape: list[int], **attrs) -> bytes:
     ],
 )
 def test_lrn_matches_onnxruntime(rng, shape, attrs):
-    # The guest's own LRN (wasm_modules/tract_onnx/src/lrn.rs), not tract's.
+    # The guest's own LRN (wasm_modules/tract_onnx_guest/src/ops/lrn.rs), not tract's.
     model = lrn_model(TensorProto.FLOAT, shape, **attrs)
     x = (rng.standard_normal(shape) * 3).astype(np.float32)
     (got,) = wasmhost.InferenceSession(model).run(None, {"x": x})
@@ -362,7 +362,7 @@ def max_pool_model(elem: int, shape: list[int], outputs: int = 1, **attrs) -> by
 @pytest.mark.parametrize(
     ("shape", "attrs"),
     [
-        # The guest's own pool (wasm_modules/tract_onnx/src/maxpool.rs): 2-d, explicit pads.
+        # The guest's own pool (wasm_modules/tract_onnx_guest/src/ops/maxpool.rs): 2-d, explicit pads.
         ([1, 96, 21, 21], {"kernel_shape": [3, 3], "strides": [2, 2]}),  # squeezenet's
         ([2, 5, 28, 28], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),  # inception's
         ([1, 3, 12, 10], {"kernel_shape": [2, 2], "strides": [2, 2]}),  # a 2x2 pool
