@@ -362,7 +362,7 @@ def max_pool_model(elem: int, shape: list[int], outputs: int = 1, **attrs) -> by
 @pytest.mark.parametrize(
     ("shape", "attrs"),
     [
-        # The guest's own pool (wasm_modules/tract_onnx_guest/src/ops/maxpool.rs): 2-d, explicit pads.
+        # The guest's own pool (src/ops/maxpool.rs in the guest crate): 2-d, explicit pads.
         ([1, 96, 21, 21], {"kernel_shape": [3, 3], "strides": [2, 2]}),  # squeezenet's
         ([2, 5, 28, 28], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),  # inception's
         ([1, 3, 12, 10], {"kernel_shape": [2, 2], "strides": [2, 2]}),  # a 2x2 pool
