@@ -199,3 +199,21 @@ def test_string_labels_are_lifted_but_tract_cannot_make_string_tensors():
     assert sess.get_outputs()[1].type == "seq(map(string,tensor(float)))"
     with pytest.raises(wasmhost.UnsupportedModel, match="String"):
         sess.run(None, {"X": np.zeros((1, 4), np.float32)})
+
+
+def test_no_child_process_for_operators_no_rewrite_could_help(monkeypatch):
+    """Only ZipMap and operators with an ONNX function definition are worth a child
+    process; a refusal naming others (Unique, a Scaler) is final at once."""
+    from wasmhost.runtime import rewrite
+
+    assert rewrite.rewritable(["Unique", "ai.onnx.ml:Scaler", "LpPool"]) == []
+    assert rewrite.rewritable(["Unique", "NegativeLogLikelihoodLoss", rewrite.ZIPMAP]) == [
+        "NegativeLogLikelihoodLoss",
+        rewrite.ZIPMAP,
+    ]
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(rewrite, "_child", no_child)
+    assert rewrite.rewrite_isolated(b"any model", ["Unique", "ai.onnx.ml:Scaler"]) is None

@@ -21,6 +21,7 @@ means "no rewrite".
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import resource
@@ -275,14 +276,38 @@ def _expand_functions(proto: onnx.ModelProto, operators: list[str]) -> list[str]
     return inlined
 
 
+@functools.cache
+def _function_ops() -> frozenset[tuple[str, str]]:
+    """(domain, op) of every operator the ONNX standard defines as a function at some
+    opset: onnx's schema registry, not the model, so this is safe in the host."""
+    import onnx.defs
+
+    return frozenset(
+        (s.domain or "ai.onnx", s.name)
+        for s in onnx.defs.get_all_schemas_with_history()
+        if s.has_function or s.has_context_dependent_function
+    )
+
+
+def rewritable(operators: list[str]) -> list[str]:
+    """The named operators a rewrite could do something for: ZipMap, and operators with a
+    function definition. A refusal naming none of them needs no child process."""
+    keep = []
+    for name in operators:
+        domain, _, op = name.rpartition(":")
+        if name == ZIPMAP or (domain or "ai.onnx", op) in _function_ops():
+            keep.append(name)
+    return keep
+
+
 def rewrite_isolated(
     model: bytes, operators: list[str], timeout: float | None = None
 ) -> Rewrite | None:
     """`rewrite` in a child process with a memory rlimit and a timeout; None on any
     failure or when there is nothing to rewrite. The child's answer is checked."""
+    operators = rewritable(operators)
     if not operators:
         return None
-
     proc = _child(operators, model, timeout)
     if proc is None:
         return None
