@@ -194,19 +194,11 @@ def _onnxruntime(case: Case) -> Iterator[Run]:
     yield lambda feeds: sess.run(None, feeds)
 
 
-_TRACT_TYPES = {
-    "bool": "bool",
-    **{f"int{b}": f"i{b}" for b in (8, 16, 32, 64)},
-    **{f"uint{b}": f"u{b}" for b in (8, 16, 32, 64)},
-    **{f"float{b}": f"f{b}" for b in (16, 32, 64)},
-}
-
-
 @contextlib.contextmanager
 def _tract(case: Case) -> Iterator[Run]:
     """Native tract as the guest uses it: told each input's shape and type, optimised.
     One plan per input signature, reused by every run with that signature."""
-    import tract
+    from wasmhost.tools.differential import tract_plan, tract_run
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -216,18 +208,8 @@ def _tract(case: Case) -> Iterator[Run]:
         def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
             key = tuple((n, a.shape, a.dtype.str) for n, a in feeds.items())
             if key not in plans:
-                model = tract.onnx().load(str(path))
-                names = [model.input_name(i) for i in range(model.input_count())]
-                for i, name in enumerate(names):
-                    a = feeds[name]
-                    dtype = _TRACT_TYPES.get(a.dtype.name)
-                    if dtype is None:
-                        raise TypeError(f"tract's Python API takes no {a.dtype} input")
-                    model.set_input_fact(i, ",".join([*map(str, a.shape), dtype]))
-                plans[key] = (model.into_model().into_runnable(), names)
-            plan, names = plans[key]
-            outputs = plan.run([np.ascontiguousarray(feeds[n]) for n in names])
-            return [o.to_numpy() for o in outputs]
+                plans[key] = tract_plan(path, feeds)
+            return tract_run(*plans[key], feeds)
 
         yield run
 

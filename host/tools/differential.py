@@ -291,23 +291,39 @@ _TRACT_TYPES = {
 }
 
 
-def _run_tract(model: bytes, inputs: dict[str, np.ndarray], tmp: Path) -> list:
-    """Native tract as the guest uses it: told each input's shape and type."""
+def tract_plan(path: Path, feeds: dict[str, np.ndarray]) -> tuple[Any, list[str]]:
+    """Native tract's runnable plan of the model at `path`, told each feed's shape and type
+    as the guest is, and the model's input names in order (for `tract_run`).
+
+    Raises:
+        TypeError: a feed of a dtype tract's Python API does not take.
+        tract.TractError: tract refused the model.
+    """
     import tract
 
-    path = tmp / "model.onnx"
-    path.write_bytes(model)
     loaded = tract.onnx().load(str(path))
     names = [loaded.input_name(i) for i in range(loaded.input_count())]
     for i, name in enumerate(names):
-        a = inputs[name]
+        a = feeds[name]
         dtype = _TRACT_TYPES.get(a.dtype.name)
         if dtype is None:
             raise TypeError(f"tract's Python API takes no {a.dtype} input")
         loaded.set_input_fact(i, ",".join([*map(str, a.shape), dtype]))
-    plan = loaded.into_model().into_runnable()
+    return loaded.into_model().into_runnable(), names
+
+
+def tract_run(plan: Any, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Runs a `tract_plan` on `feeds`."""
     # np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
-    return [t.to_numpy() for t in plan.run([np.asarray(inputs[n], order="C") for n in names])]
+    return [t.to_numpy() for t in plan.run([np.asarray(feeds[n], order="C") for n in names])]
+
+
+def _run_tract(model: bytes, inputs: dict[str, np.ndarray], tmp: Path) -> list:
+    """Native tract as the guest uses it: told each input's shape and type."""
+    path = tmp / "model.onnx"
+    path.write_bytes(model)
+    plan, names = tract_plan(path, inputs)
+    return tract_run(plan, names, inputs)
 
 
 _RUNNERS = {"onnxruntime": _run_onnxruntime, "tract": _run_tract}
