@@ -67,7 +67,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit(0)
 
 
-def _limits(memory: str, timeout: str, fuel: int | None) -> Limits:
+def _limits(memory: str, timeout: str, fuel: int | None, load_fuel: int | None = None) -> Limits:
     if timeout.lower() == "none":
         seconds = None
     else:
@@ -77,12 +77,18 @@ def _limits(memory: str, timeout: str, fuel: int | None) -> Limits:
             raise InvalidArgument(
                 f"--timeout: expected seconds or 'none', got {timeout!r}"
             ) from None
-    return Limits(memory=memory, timeout=seconds, fuel=fuel)
+    return Limits(memory=memory, timeout=seconds, fuel=fuel, load_fuel=load_fuel)
 
 
 def _limit_options(f: Any) -> Any:
     f = click.option(
-        "--fuel", type=int, default=None, help="Instruction budget per guest call (deterministic)."
+        "--load-fuel",
+        type=int,
+        default=None,
+        help="Instruction budget for loading the model (default: none).",
+    )(f)
+    f = click.option(
+        "--fuel", type=int, default=None, help="Instruction budget per run (deterministic)."
     )(f)
     f = click.option(
         "--timeout", default="30", show_default=True, help="Seconds per guest call, or 'none'."
@@ -289,13 +295,14 @@ def run(
     memory: str,
     timeout: str,
     fuel: int | None,
+    load_fuel: int | None,
 ) -> None:
     """Run MODEL on INPUT files in a sandbox.
 
     INPUT is `x.npy` (the model's inputs in order), `name=x.npy`, or one `.npz`
     holding every input by name.
     """
-    limits = _limits(memory, timeout, fuel)
+    limits = _limits(memory, timeout, fuel, load_fuel)
     session = InferenceSession(model, limits=limits)
     out_names = [o.name for o in session.get_outputs()]
     _check_output_path(output, session.get_outputs())
@@ -358,6 +365,7 @@ def bench_command(
     memory: str,
     timeout: str,
     fuel: int | None,
+    load_fuel: int | None,
 ) -> None:
     """Time MODEL in the sandbox: session creation, first run, then ROUNDS runs.
 
@@ -369,7 +377,7 @@ def bench_command(
 
     if rounds < 1 or warmup < 0:
         raise InvalidArgument("--rounds must be at least 1 and --warmup at least 0")
-    limits = _limits(memory, timeout, fuel)
+    limits = _limits(memory, timeout, fuel, load_fuel)
     feeds = (lambda args: map_inputs(inputs, args)) if inputs else None
     result = bench(model, feeds, rounds, warmup, limits, compare)
     ms = 1e3
@@ -493,13 +501,20 @@ def _shape_text(shape: list[int | str | None] | None) -> str:
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @_limit_options
-def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | None) -> None:
+def inspect(
+    model: str,
+    as_json: bool,
+    memory: str,
+    timeout: str,
+    fuel: int | None,
+    load_fuel: int | None,
+) -> None:
     """Describe MODEL: inputs, outputs, opset, operators; and load it in the sandbox.
 
     A model the sandbox refuses is described as far as it can be read without loading it
     (onnx reads it in a child process), then the refusal is the error.
     """
-    limits = _limits(memory, timeout, fuel)
+    limits = _limits(memory, timeout, fuel, load_fuel)
     try:
         session = InferenceSession(model, limits=limits, pool_size=1)
     except (InvalidModel, UnsupportedModel, MemoryLimitExceeded, TimeoutExceeded) as refused:
@@ -576,7 +591,7 @@ def inspect(model: str, as_json: bool, memory: str, timeout: str, fuel: int | No
 )
 @click.option("--memory", default="256MiB", show_default=True, help="Guest memory cap per case.")
 @click.option("--timeout", default="10", show_default=True, help="Seconds per guest call.")
-@click.option("--fuel", type=int, default=None, help="Instruction budget per guest call.")
+@click.option("--fuel", type=int, default=None, help="Instruction budget per run.")
 @click.option(
     "--differential",
     is_flag=True,

@@ -230,6 +230,8 @@ def test_limits_from_the_cli(tmp_path):
     np.save(image, np.zeros((1, 3, 224, 224), np.float32))
     proc = wasmhost_cli("run", SQUEEZENET, image, "--fuel", "100000")
     assert_one_line_error(proc, EXIT_CODES["FuelExhausted"], "running", "100000")
+    proc = wasmhost_cli("run", SQUEEZENET, image, "--load-fuel", "100000")
+    assert_one_line_error(proc, EXIT_CODES["FuelExhausted"], "loading", "Limits.load_fuel")
 
 
 GUEST_OK_EXPORTS = """

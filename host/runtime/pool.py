@@ -81,7 +81,8 @@ class IsolatePool:
 
     def release(self, isolate: Isolate) -> None:
         """Gives `isolate` back: kept if it is sound and under the current limits."""
-        keep = not isolate.dead and isolate.limits == self.limits
+        # Identity, not equality, on the run path: limits change only by `reconfigure`.
+        keep = not isolate.dead and isolate.limits is self.limits
         with self._cond:
             if keep:
                 self._idle.append(isolate)
