@@ -104,6 +104,31 @@ class GuestProtocolError(WasmHostError):
     fuzz_class: ClassVar[str] = "protocol-error"
 
 
+class NotFound(WasmHostError, LookupError):
+    """No project, model, version, alias, runtime or catalog entry has that name or id."""
+
+    exit_code: ClassVar[int] = 12
+
+
+class AlreadyExists(WasmHostError):
+    """A project, runtime or alias of that name exists already."""
+
+    exit_code: ClassVar[int] = 13
+
+
+class InvalidName(WasmHostError, ValueError):
+    """A name or reference does not match its pattern (the message shows it)."""
+
+    exit_code: ClassVar[int] = 14
+
+
+class RegistryCorrupt(WasmHostError):
+    """The registry's stored data is damaged (a blob whose sha256 differs from its record),
+    or was written by a newer wasmhost than this one."""
+
+    exit_code: ClassVar[int] = 15
+
+
 #: Exit code of the CLI for a file that cannot be read or written.
 EXIT_FILE_ERROR = 11
 #: Exit code of the CLI for an error of no class above (a bug: please report it).
@@ -120,6 +145,10 @@ ALL_ERRORS: tuple[type[WasmHostError], ...] = (
     FuelExhausted,
     GuestCrash,
     GuestProtocolError,
+    NotFound,
+    AlreadyExists,
+    InvalidName,
+    RegistryCorrupt,
 )
 
 #: Guest ABI error code -> the error it becomes.

@@ -133,14 +133,15 @@ class Engine:
         self._ticker: threading.Thread | None = None
 
     @classmethod
-    def get(cls, config: EngineConfig = EngineConfig()) -> Engine:
-        """The process's engine for `config`, created (and the module compiled) on first use.
+    def get(cls, config: EngineConfig = EngineConfig(), module: Path | None = None) -> Engine:
+        """The process's engine for `config` and the guest `module` (default: `module_path()`),
+        created (and the module compiled) on first use.
 
         Raises:
             InvalidArgument: the module file cannot be read.
             GuestProtocolError: the module is not valid WebAssembly or lacks ABI v1.
         """
-        path = module_path()
+        path = Path(module).resolve() if module is not None else module_path()
         with cls._lock:
             engine = cls._instances.get((path, config))
             if engine is None:

@@ -14,6 +14,7 @@ import enum
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,19 +68,29 @@ class RunStats:
 class Isolate:
     """The guest instantiated under `limits`, with `model` loaded.
 
+    `module` is the guest module's path (default: the bundled one); `engine`, if given,
+    is used as is.
+
     Raises:
         InvalidModel, UnsupportedModel: the guest refused the model.
         MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: loading trapped.
         GuestProtocolError: the guest broke ABI v1.
     """
 
-    def __init__(self, model: bytes, limits: Limits, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        limits: Limits,
+        engine: Engine | None = None,
+        module: Path | None = None,
+    ) -> None:
         self.limits = limits
         self.engine = engine or Engine.get(
             EngineConfig(
                 fuel=limits.fuel is not None or limits.load_fuel is not None,
                 epoch=limits.timeout is not None,
-            )
+            ),
+            module,
         )
         self.dead = False
         self.last_stats: RunStats | None = None

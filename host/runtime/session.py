@@ -85,6 +85,8 @@ class InferenceSession:
             `timeout`, `fuel`, `load_fuel` and `pool_size` (values or strings).
         limits: memory, time and fuel limits of each isolate (default `Limits()`).
         pool_size: most isolates run at once, one per concurrent `run` (default: CPU count).
+        module: the guest module (a `.wasm` of ABI v1) to run the model in; default the
+            bundled tract guest (or `WASMHOST_MODULE`). The registry's runtimes use it.
 
     The keyword arguments win over provider options, which win over `sess_options`.
 
@@ -106,7 +108,9 @@ class InferenceSession:
         *,
         limits: Limits | None = None,
         pool_size: int | None = None,
+        module: str | os.PathLike[str] | None = None,
     ) -> None:
+        self._module = Path(module) if module is not None else None
         if isinstance(sess_options, Limits):  # wasmhost's first API: (model, limits)
             sess_options, limits = None, limits or sess_options
         if sess_options is not None and not isinstance(sess_options, SessionOptions):
@@ -164,11 +168,11 @@ class InferenceSession:
         return limits, pool_size or os.cpu_count() or 1, {k: str(v) for k, v in options.items()}
 
     def _isolate(self, limits: Limits) -> Isolate:
-        return Isolate(self._model, limits)
+        return Isolate(self._model, limits, module=self._module)
 
     def _first_isolate(self) -> Isolate:
         try:
-            return Isolate(self._model, self.limits)
+            return Isolate(self._model, self.limits, module=self._module)
         except (UnsupportedModel, InvalidModel) as refused:
             if isinstance(refused, UnsupportedModel) and _TYPING_FAILED in str(refused):
                 # tract could not type the graph: if onnx finds its shapes contradict
@@ -183,7 +187,7 @@ class InferenceSession:
             if done is None or len(done.model) > int(self.limits.max_model_size):
                 raise
             try:
-                first = Isolate(done.model, self.limits)
+                first = Isolate(done.model, self.limits, module=self._module)
             except (UnsupportedModel, InvalidModel):
                 # The operators the user wrote are the ones to name; ZipMap is not one
                 # of the reasons: it is supported (lifted out).

@@ -1,0 +1,21 @@
+"""The registry: projects, models (versions, aliases), the catalog and runtimes, on SQLite
+and a blob directory, or PostgreSQL and S3."""
+
+from .catalog import CatalogEntry
+from .names import NAME_PATTERN, Reference, parse_reference
+from .records import Model, ModelVersion, Project, Runtime, Tensor
+from .registry import Registry, home
+
+__all__ = [
+    "NAME_PATTERN",
+    "CatalogEntry",
+    "Model",
+    "ModelVersion",
+    "Project",
+    "Reference",
+    "Registry",
+    "Runtime",
+    "Tensor",
+    "home",
+    "parse_reference",
+]
