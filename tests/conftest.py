@@ -5,8 +5,11 @@ WAT guests (tests/guests.py) loaded in place of the real one."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,14 @@ import onnxruntime as ort
 import pytest
 import wasmtime
 from onnx import TensorProto, helper
+from servers import (
+    MotoServer,
+    PostgresServer,
+    make_bucket,
+    start_moto,
+    start_postgres,
+    unless_unavailable,
+)
 
 import wasmhost
 
@@ -112,3 +123,64 @@ def use_guest(tmp_path, monkeypatch):
         return wasmhost.InferenceSession(b"any model", limits=limits)
 
     return make
+
+
+# -- Real servers on 127.0.0.1 for the registry's tests (tests/servers.py) --------------------
+# Started once per session, on first use. A server that genuinely cannot start here skips its
+# tests with the reason; with WASMHOST_TEST_SERVERS=required (.ci/run sets it) it fails them.
+
+
+def _unique_name(request: pytest.FixtureRequest, max_len: int, sep: str) -> str:
+    """A name from the test's own (for whoever reads the server's state) and a random tail."""
+    stem = re.sub(r"[^a-z0-9]+", sep, request.node.name.lower()).strip(sep)
+    tail = uuid.uuid4().hex[:10]
+    return f"t{sep}{stem[: max_len - len(tail) - 3]}{sep}{tail}".replace(sep + sep, sep)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server (Debian's binaries, a throwaway cluster) on 127.0.0.1."""
+    server = unless_unavailable(start_postgres)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """The SQLAlchemy URL (postgresql+psycopg://...) of a new, empty database for this test."""
+    return postgres_server.new_database(_unique_name(request, 63, "_"))
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's S3 API on 127.0.0.1 (a thread of this process); `.endpoint` is its URL."""
+    server = unless_unavailable(start_moto)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(moto_server: MotoServer, request: pytest.FixtureRequest, monkeypatch) -> str:
+    """`s3://BUCKET/prefix` in a new, empty bucket on moto's server; for the test's duration
+    the environment points boto3 at that server with its dummy credentials."""
+    for name in [
+        # Anything of the machine's that would take precedence or send us elsewhere.
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    ]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ["NO_PROXY", "no_proxy"]:  # an HTTP proxy of the machine's must not see it
+        monkeypatch.setenv(name, ",".join(filter(None, [os.environ.get(name), "127.0.0.1"])))
+    bucket = make_bucket(moto_server.endpoint, _unique_name(request, 63, "-"))
+    return f"s3://{bucket}/prefix"
