@@ -8,13 +8,17 @@ outputs = sess.run(None, {"x": array})
 from importlib import metadata as _metadata
 
 from .errors import (
+    AlreadyExists,
     FuelExhausted,
     GuestCrash,
     GuestProtocolError,
     InvalidArgument,
     InvalidInput,
     InvalidModel,
+    InvalidName,
     MemoryLimitExceeded,
+    NotFound,
+    RegistryCorrupt,
     TimeoutExceeded,
     UnsupportedModel,
     WasmHostError,
@@ -32,6 +36,7 @@ except _metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "AlreadyExists",
     "ExecutionMode",
     "FuelExhausted",
     "GraphOptimizationLevel",
@@ -41,11 +46,15 @@ __all__ = [
     "InvalidArgument",
     "InvalidInput",
     "InvalidModel",
+    "InvalidName",
     "Limits",
     "MemoryLimitExceeded",
     "ModelMetadata",
     "NodeArg",
+    "NotFound",
     "PoolStats",
+    "Registry",
+    "RegistryCorrupt",
     "RunOptions",
     "RunStats",
     "SessionOptions",
@@ -60,9 +69,11 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # `from wasmhost import backend`: the onnx Backend lives in tools/, and is imported
-    # only when asked for (it imports onnx's backend machinery).
-    if name == "backend":
-        import importlib
+    # only when asked for (it imports onnx's backend machinery); so is the Registry.
+    import importlib
 
+    if name == "backend":
         return importlib.import_module(".tools.backend", __name__)
+    if name == "Registry":  # imported when asked for: it brings SQLAlchemy
+        return importlib.import_module(".registry.registry", __name__).Registry
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

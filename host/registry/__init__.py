@@ -4,7 +4,7 @@ and a blob directory, or PostgreSQL and S3."""
 from .catalog import CatalogEntry
 from .names import NAME_PATTERN, Reference, parse_reference
 from .records import Model, ModelVersion, Project, Runtime, Tensor
-from .registry import Registry, home
+from .registry import Registry, SessionSource, home
 
 __all__ = [
     "NAME_PATTERN",
@@ -15,6 +15,7 @@ __all__ = [
     "Reference",
     "Registry",
     "Runtime",
+    "SessionSource",
     "Tensor",
     "home",
     "parse_reference",

@@ -18,6 +18,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,18 @@ LIMIT_FIELDS = ("memory", "timeout", "fuel", "load_fuel")
 GC_GRACE = 3600.0
 
 _READY, _PENDING, _FAILED = "ready", "pending", "failed"
+
+
+@dataclass(frozen=True)
+class SessionSource:
+    """A model as a session is made from it: see `Registry.source`."""
+
+    reference: str
+    model: bytes
+    #: The project's default limits (wasmhost's defaults for the catalog).
+    limits: Limits
+    #: The runtime's guest module, or None for the bundled one.
+    module: Path | None
 
 
 def home() -> Path:
@@ -744,6 +757,30 @@ class Registry:
 
     # ---- sessions ------------------------------------------------------------------
 
+    def source(self, ref: str) -> SessionSource:
+        """What a session of `ref` needs: the bytes (checked), the project's default limits
+        and the runtime's module.
+
+        Raises like `read`, and InvalidModel for a version that is not `ready`.
+        """
+        found = self.resolve(ref)
+        if isinstance(found, CatalogEntry):
+            return SessionSource(
+                found.reference, found.read(), Limits(), self._module(found.runtime)
+            )
+        if found.status != _READY:
+            raise InvalidModel(
+                f"{found.reference} is {found.status}"
+                + (f": {found.reason}" if found.reason else "")
+            )
+        project = self.project(found.project)
+        return SessionSource(
+            found.reference,
+            self.blobs.get(found.sha256),
+            self._limits(project),
+            self._module(project.runtime),
+        )
+
     def session(self, ref: str, *, limits: Limits | None = None, **kwargs: Any) -> InferenceSession:
         """An `InferenceSession` of the version (or catalog model) `ref` names, on its
         project's runtime, with the project's default limits unless `limits` is given.
@@ -751,24 +788,12 @@ class Registry:
 
         Raises:
             InvalidName, NotFound, RegistryCorrupt: as `read`.
-            UnsupportedModel: the version is not `ready` (its reason says why).
+            InvalidModel: the version is not `ready` (its reason says why).
             And what `InferenceSession` raises.
         """
-        found = self.resolve(ref)
-        if isinstance(found, CatalogEntry):
-            module = self._module(found.runtime)
-            return InferenceSession(found.read(), limits=limits, module=module, **kwargs)
-        if found.status != _READY:
-            raise InvalidModel(
-                f"{found.reference} is {found.status}"
-                + (f": {found.reason}" if found.reason else "")
-            )
-        project = self.project(found.project)
+        source = self.source(ref)
         return InferenceSession(
-            self.blobs.get(found.sha256),
-            limits=limits or self._limits(project),
-            module=self._module(project.runtime),
-            **kwargs,
+            source.model, limits=limits or source.limits, module=source.module, **kwargs
         )
 
     def _limits(self, project: Project) -> Limits:

@@ -110,21 +110,22 @@ def onnxruntime_session(model: bytes | str | Path) -> Any:
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
-def _onnxruntime(model: str | Path) -> Callable[[dict[str, np.ndarray]], object] | None:
+def _onnxruntime(model: str | Path | bytes) -> Callable[[dict[str, np.ndarray]], object] | None:
     try:
-        sess = onnxruntime_session(Path(model))
+        sess = onnxruntime_session(model if isinstance(model, bytes) else Path(model))
     except Exception:  # not installed, or it cannot run the model: no peer to show
         return None
     return lambda feeds: sess.run(None, feeds)
 
 
 def bench(
-    model: str | Path,
+    model: str | Path | bytes,
     feeds: Feeds | None = None,
     rounds: int = 20,
     warmup: int = 3,
     limits: Limits | None = None,
     compare: bool = True,
+    module: Path | None = None,
 ) -> BenchResult:
     """Times session creation, the first run (which plans for the shapes) and `rounds`
     runs after `warmup`; onnxruntime's runs interleave with wasmhost's when `compare`.
@@ -134,7 +135,7 @@ def bench(
     Raises what `InferenceSession` and its `run` raise.
     """
     start = time.perf_counter()
-    session = InferenceSession(model, limits=limits, pool_size=1)
+    session = InferenceSession(model, limits=limits, pool_size=1, module=module)
     session_seconds = time.perf_counter() - start
     if feeds is None or callable(feeds):
         feeds = (feeds or sample_inputs)(session.get_inputs())

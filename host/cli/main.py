@@ -15,11 +15,12 @@ from typing import Any
 
 import click
 import numpy as np
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .errors import (
+from .. import __version__
+from ..errors import (
     ALL_ERRORS,
     EXIT_FILE_ERROR,
     EXIT_INTERNAL,
@@ -31,10 +32,13 @@ from .errors import (
     UnsupportedModel,
     WasmHostError,
 )
-from .runtime.engine import manifest, wasmtime_version
-from .runtime.isolate import RunStats
-from .runtime.limits import Limits, format_size
-from .runtime.session import InferenceSession, NodeArg
+from ..registry.names import parse_reference
+from ..runtime.engine import manifest, wasmtime_version
+from ..runtime.isolate import RunStats
+from ..runtime.limits import Limits, format_size
+from ..runtime.session import InferenceSession, NodeArg
+from .registry import COMMANDS as REGISTRY_COMMANDS
+from .registry import open_registry
 
 #: Exit code per outcome, as README documents them.
 EXIT_CODES: dict[str, int] = {
@@ -109,8 +113,55 @@ def _limit_options(f: Any) -> Any:
     help="Show wasmhost, tract and wasmtime versions and the guest module's sha256.",
 )
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
-def cli(debug: bool) -> None:
-    """Run ONNX models in a sandboxed WebAssembly isolate (tract on wasmtime)."""
+@click.option(
+    "--registry",
+    envvar="WASMHOST_REGISTRY",
+    default=None,
+    help="The registry: a directory, sqlite:///FILE or postgresql://... "
+    "(default: WASMHOST_HOME, else the user data directory).",
+)
+@click.option(
+    "--blobs",
+    envvar="WASMHOST_BLOBS",
+    default=None,
+    help="Where the registry keeps model bytes: a directory or s3://BUCKET/PREFIX.",
+)
+def cli(debug: bool, registry: str | None, blobs: str | None) -> None:
+    """Run ONNX models in a sandboxed WebAssembly isolate (tract on wasmtime).
+
+    MODEL is a file, or a registry reference: project/model, project/model@3,
+    project/model@ALIAS, a model id, or catalog/NAME.
+    """
+
+
+for _command in REGISTRY_COMMANDS:
+    cli.add_command(_command)
+
+
+def _is_reference(model: str) -> bool:
+    try:
+        parse_reference(model)
+    except WasmHostError:
+        return False
+    return True
+
+
+def _open_model(model: str, limits: Limits) -> tuple[str | bytes, Limits, Path | None, str]:
+    """MODEL as a session takes it: (file or bytes, limits, guest module, label).
+
+    A path that exists is a file; else a registry reference is looked up, its project's
+    limits the defaults under those given on the command line.
+    """
+    if Path(model).exists() or not _is_reference(model):
+        return model, limits, None, Path(model).name
+    source = open_registry().source(model)
+    ctx = click.get_current_context()
+    given = {
+        name: getattr(limits, name)
+        for name in ("memory", "timeout", "fuel", "load_fuel")
+        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    }
+    return source.model, replace(source.limits, **given), source.module, source.reference
 
 
 # --- run ------------------------------------------------------------------------
@@ -302,8 +353,8 @@ def run(
     INPUT is `x.npy` (the model's inputs in order), `name=x.npy`, or one `.npz`
     holding every input by name.
     """
-    limits = _limits(memory, timeout, fuel, load_fuel)
-    session = InferenceSession(model, limits=limits)
+    source, limits, module, label = _open_model(model, _limits(memory, timeout, fuel, load_fuel))
+    session = InferenceSession(source, limits=limits, module=module)
     out_names = [o.name for o in session.get_outputs()]
     _check_output_path(output, session.get_outputs())
     feed = map_inputs(inputs, session.get_inputs())
@@ -320,7 +371,7 @@ def run(
         click.echo(json.dumps(doc))
         return
     console = _console()
-    table = Table(title=Path(model).name, title_justify="left")
+    table = Table(title=label, title_justify="left")
     for column in ("output", "dtype", "shape", "min", "max", "mean", "first values"):
         table.add_column(column, overflow="fold")
     for name, array in zip(out_names, arrays, strict=True):
@@ -373,13 +424,13 @@ def bench_command(
     (symbolic dims as 1). The full benchmark against native tract and onnxruntime-web
     is scripts/bench.py.
     """
-    from .tools.bench import bench
+    from ..tools.bench import bench
 
     if rounds < 1 or warmup < 0:
         raise InvalidArgument("--rounds must be at least 1 and --warmup at least 0")
-    limits = _limits(memory, timeout, fuel, load_fuel)
+    source, limits, module, label = _open_model(model, _limits(memory, timeout, fuel, load_fuel))
     feeds = (lambda args: map_inputs(inputs, args)) if inputs else None
-    result = bench(model, feeds, rounds, warmup, limits, compare)
+    result = bench(source, feeds, rounds, warmup, limits, compare, module=module)
     ms = 1e3
     if as_json:
         doc: dict[str, Any] = {
@@ -395,7 +446,7 @@ def bench_command(
         click.echo(json.dumps(doc))
         return
     console = _console()
-    table = Table(title=f"{Path(model).name}: {rounds} runs after {warmup}", title_justify="left")
+    table = Table(title=f"{label}: {rounds} runs after {warmup}", title_justify="left")
     for column in ("engine", "median ms", "p95 ms", "best ms"):
         table.add_column(column, justify="left" if column == "engine" else "right")
     rows = [("wasmhost", result.wasmhost)]
@@ -418,16 +469,26 @@ def bench_command(
 # --- inspect -------------------------------------------------------------------
 
 
-def _describe_refused(model: str, refused: WasmHostError, limits: Limits, as_json: bool) -> None:
+def _describe_refused(
+    model: str | bytes,
+    label: str,
+    refused: WasmHostError,
+    limits: Limits,
+    as_json: bool,
+    module: Path | None,
+) -> None:
     """What can be read of a model the sandbox refused, and why it refused it."""
-    from .runtime import rewrite
+    from ..runtime import rewrite
 
-    size = Path(model).stat().st_size
+    size = len(model) if isinstance(model, bytes) else Path(model).stat().st_size
     doc = None
     if 0 < size <= int(limits.max_model_size):
-        doc = rewrite.describe_isolated(Path(model).read_bytes(), limits.timeout)
+        data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        doc = rewrite.describe_isolated(data, limits.timeout)
     hint = (
-        _memory_that_would_do(model, limits) if isinstance(refused, MemoryLimitExceeded) else None
+        _memory_that_would_do(model, limits, module)
+        if isinstance(refused, MemoryLimitExceeded)
+        else None
     )
     if as_json:
         out = dict(doc or {}, loads_in_sandbox=False, refused=_one_line(str(refused)))
@@ -437,11 +498,11 @@ def _describe_refused(model: str, refused: WasmHostError, limits: Limits, as_jso
         return
     console = _console()
     if doc is None:
-        console.print(f"[bold]{Path(model).name}[/bold]: cannot be read as an ONNX model")
+        console.print(f"[bold]{label}[/bold]: cannot be read as an ONNX model")
     else:
         producer = doc.get("producer") or "unknown producer"
         console.print(
-            f"[bold]{Path(model).name}[/bold]: graph '{doc.get('graph_name', '')}' by {producer}"
+            f"[bold]{label}[/bold]: graph '{doc.get('graph_name', '')}' by {producer}"
             " (read without loading it)"
         )
         opsets = ", ".join(f"{d} {v}" for d, v in sorted(doc["opset"].items()))
@@ -466,13 +527,15 @@ def _describe_refused(model: str, refused: WasmHostError, limits: Limits, as_jso
         console.print(f"sandbox: loads with --memory {hint}")
 
 
-def _memory_that_would_do(model: str, limits: Limits) -> str | None:
+def _memory_that_would_do(model: str | bytes, limits: Limits, module: Path | None) -> str | None:
     """The smallest doubling of the memory cap (up to 4 GiB) under which the model loads."""
     memory = int(limits.memory)
     while memory < 4 * 1024**3:
         memory = min(memory * 2, 4 * 1024**3)
         try:
-            InferenceSession(model, limits=replace(limits, memory=memory), pool_size=1).close()
+            InferenceSession(
+                model, limits=replace(limits, memory=memory), pool_size=1, module=module
+            ).close()
         except MemoryLimitExceeded:
             continue
         except WasmHostError:
@@ -514,11 +577,11 @@ def inspect(
     A model the sandbox refuses is described as far as it can be read without loading it
     (onnx reads it in a child process), then the refusal is the error.
     """
-    limits = _limits(memory, timeout, fuel, load_fuel)
+    source, limits, module, label = _open_model(model, _limits(memory, timeout, fuel, load_fuel))
     try:
-        session = InferenceSession(model, limits=limits, pool_size=1)
+        session = InferenceSession(source, limits=limits, pool_size=1, module=module)
     except (InvalidModel, UnsupportedModel, MemoryLimitExceeded, TimeoutExceeded) as refused:
-        _describe_refused(model, refused, limits, as_json)
+        _describe_refused(source, label, refused, limits, as_json, module)
         raise
     meta = session.get_modelmeta()
     args = {"inputs": session.get_inputs(), "outputs": session.get_outputs()}
@@ -541,7 +604,7 @@ def inspect(
     console = _console()
     producer = meta.producer_name or "unknown producer"
     opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(meta.opset.items()))
-    console.print(f"[bold]{Path(model).name}[/bold]: graph '{meta.graph_name}' by {producer}")
+    console.print(f"[bold]{label}[/bold]: graph '{meta.graph_name}' by {producer}")
     console.print(f"opset: {opsets or 'none declared'}")
     table = Table(title_justify="left")
     for column in ("", "name", "type", "shape"):
@@ -621,8 +684,8 @@ def fuzz(
     """
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from .tools import differential as diff
-    from .tools import fuzz as fz
+    from ..tools import differential as diff
+    from ..tools import fuzz as fz
 
     limits = _limits(memory, timeout, fuel)
     console = _console()
