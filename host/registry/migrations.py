@@ -19,19 +19,86 @@ Step = Callable[[sa.Connection], None]
 
 
 def _v1_core(conn: sa.Connection) -> None:
-    """Runtimes, projects, models, blobs, versions, aliases (projects without limits)."""
+    """Runtimes, projects, models, blobs, versions, aliases (projects without limits).
+
+    Spelled out, not taken from `schema`: a shipped step must not change with it.
+    """
     v1 = sa.MetaData()
-    for table in (schema.runtimes, schema.models, schema.blobs, schema.versions, schema.aliases):
-        table.to_metadata(v1)
-    project_columns = [c.copy() for c in schema.projects.columns if c.name != "limits"]
-    sa.Table("projects", v1, *project_columns)
+    text, uid, name, when = sa.Text, sa.String(36), sa.String(100), sa.String(40)
+    sa.Table(
+        "runtimes",
+        v1,
+        sa.Column("name", name, primary_key=True),
+        sa.Column("version", sa.String(200), nullable=False),
+        sa.Column("module_sha256", sa.String(64), nullable=False),
+        sa.Column("builtin", sa.Boolean, nullable=False),
+        sa.Column("description", text, nullable=False),
+        sa.Column("created_at", when, nullable=False),
+    )
+    sa.Table(
+        "projects",
+        v1,
+        sa.Column("id", uid, primary_key=True),
+        sa.Column("name", name, nullable=False, unique=True),
+        sa.Column("runtime", name, sa.ForeignKey("runtimes.name"), nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+    )
+    sa.Table(
+        "models",
+        v1,
+        sa.Column("id", uid, primary_key=True),
+        sa.Column("project_id", uid, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("name", name, nullable=False),
+        sa.Column("description", text, nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.UniqueConstraint("project_id", "name"),
+    )
+    sa.Table(
+        "blobs",
+        v1,
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("created_at", when, nullable=False),
+    )
+    sa.Table(
+        "versions",
+        v1,
+        sa.Column("id", uid, primary_key=True),
+        sa.Column("model_id", uid, sa.ForeignKey("models.id"), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("sha256", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("signature", text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("reason", text, nullable=True),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.UniqueConstraint("model_id", "version"),
+        sa.Index("versions_by_sha256", "sha256"),
+    )
+    sa.Table(
+        "aliases",
+        v1,
+        sa.Column("model_id", uid, sa.ForeignKey("models.id"), primary_key=True),
+        sa.Column("alias", name, primary_key=True),
+        sa.Column("version_id", uid, sa.ForeignKey("versions.id"), nullable=False),
+    )
     v1.create_all(conn)
 
 
 def _v2_limits_and_settings(conn: sa.Connection) -> None:
     """Projects gain default limits; the registry gains settings (`wasmhost config`)."""
     conn.execute(sa.text("ALTER TABLE projects ADD COLUMN limits TEXT"))
-    schema.settings.create(conn)
+    v2 = sa.MetaData()
+    sa.Table(
+        "settings",
+        v2,
+        sa.Column("key", sa.String(100), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    v2.create_all(conn)
 
 
 MIGRATIONS: list[Step] = [_v1_core, _v2_limits_and_settings]

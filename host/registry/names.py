@@ -37,15 +37,15 @@ def check_name(kind: str, name: object) -> str:
 
 
 def check_alias(alias: object) -> str:
-    """`alias` if valid: a name that is not all digits (those are version numbers).
+    """`alias` if valid: a name that is not a number (those are version numbers).
 
     Raises:
-        InvalidName: it is not a name, or it is all digits.
+        InvalidName: it is not a name, or it is a number.
     """
     check_name("alias", alias)
     assert isinstance(alias, str)
-    if alias.isdigit():
-        raise InvalidName(f"invalid alias {alias!r}: all digits would read as a version number")
+    if alias.lstrip("-").isdigit():
+        raise InvalidName(f"invalid alias {alias!r}: a number would read as a version number")
     return alias
 
 
