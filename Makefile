@@ -13,6 +13,7 @@ demo: install
 
 test: install
 	$(PYTHON) scripts/wasm_manifest.py check
+	$(PYTHON) scripts/build_catalog.py check
 	$(PYTHON) -m ruff check host tests scripts
 	$(PYTHON) -m ruff format --check host tests scripts
 	cargo test -q --locked --no-default-features --manifest-path wasm_modules/tract_onnx_guest/Cargo.toml
