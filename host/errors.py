@@ -3,7 +3,8 @@ keyed on errors derives:
 
 - `exit_code`: the CLI's exit status for it (the CLI prints the message on one line);
 - `abi_code`: the guest ABI's error code that becomes it (`invalid_model`, ...), if any;
-- `fuzz_class`: the outcome class the fuzzer records for it.
+- `fuzz_class`: the outcome class the fuzzer records for it;
+- `http_status`: the service's status for it (its body `{"error": message, "type": name}`).
 
 Every error a model, an input or a guest can cause is a `WasmHostError`.
 """
@@ -19,6 +20,7 @@ class WasmHostError(Exception):
     exit_code: ClassVar[int] = 1
     abi_code: ClassVar[str | None] = None
     fuzz_class: ClassVar[str] = "error:other"
+    http_status: ClassVar[int] = 500
 
     @property
     def outcome(self) -> str:
@@ -30,6 +32,7 @@ class InvalidArgument(WasmHostError, ValueError):
     """A host-side argument is invalid: a limit, a path, an option."""
 
     exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 400
     fuzz_class: ClassVar[str] = "error:invalid_argument"
 
 
@@ -37,6 +40,7 @@ class InvalidModel(WasmHostError):
     """The bytes are not a valid ONNX model, or the model exceeds `max_model_size`."""
 
     exit_code: ClassVar[int] = 3
+    http_status: ClassVar[int] = 422
     abi_code: ClassVar[str | None] = "invalid_model"
     fuzz_class: ClassVar[str] = "error:invalid_model"
 
@@ -45,6 +49,7 @@ class UnsupportedModel(WasmHostError):
     """A valid ONNX model that the sandbox's interpreter (tract) cannot run."""
 
     exit_code: ClassVar[int] = 4
+    http_status: ClassVar[int] = 422
     abi_code: ClassVar[str | None] = "unsupported_model"
     fuzz_class: ClassVar[str] = "error:unsupported_model"
 
@@ -53,6 +58,7 @@ class InvalidInput(WasmHostError, ValueError):
     """An input feed does not fit the model: name, dtype, rank, shape or values."""
 
     exit_code: ClassVar[int] = 5
+    http_status: ClassVar[int] = 400
     abi_code: ClassVar[str | None] = "invalid_input"
     fuzz_class: ClassVar[str] = "error:invalid_input"
 
@@ -61,6 +67,7 @@ class MemoryLimitExceeded(WasmHostError):
     """The isolate needed more memory than its limit; it was discarded."""
 
     exit_code: ClassVar[int] = 6
+    http_status: ClassVar[int] = 422
     fuzz_class: ClassVar[str] = "trap:oom"
 
 
@@ -68,6 +75,7 @@ class TimeoutExceeded(WasmHostError, TimeoutError):
     """A guest call ran past its wall-clock deadline; the isolate was discarded."""
 
     exit_code: ClassVar[int] = 7
+    http_status: ClassVar[int] = 504
     fuzz_class: ClassVar[str] = "timeout"
 
 
@@ -75,6 +83,7 @@ class FuelExhausted(WasmHostError):
     """A guest call used up its instruction budget; the isolate was discarded."""
 
     exit_code: ClassVar[int] = 8
+    http_status: ClassVar[int] = 422
     fuzz_class: ClassVar[str] = "fuel"
 
 
@@ -85,6 +94,7 @@ class GuestCrash(WasmHostError):
     """
 
     exit_code: ClassVar[int] = 9
+    http_status: ClassVar[int] = 500
     fuzz_class: ClassVar[str] = "trap:crash"
 
     def __init__(self, message: str, panic: str | None = None) -> None:
@@ -101,6 +111,7 @@ class GuestProtocolError(WasmHostError):
     """The guest broke ABI v1: a bad pointer, a malformed or inconsistent response."""
 
     exit_code: ClassVar[int] = 10
+    http_status: ClassVar[int] = 502
     fuzz_class: ClassVar[str] = "protocol-error"
 
 
@@ -108,18 +119,21 @@ class NotFound(WasmHostError, LookupError):
     """No project, model, version, alias, runtime or catalog entry has that name or id."""
 
     exit_code: ClassVar[int] = 12
+    http_status: ClassVar[int] = 404
 
 
 class AlreadyExists(WasmHostError):
     """A project, runtime or alias of that name exists already."""
 
     exit_code: ClassVar[int] = 13
+    http_status: ClassVar[int] = 409
 
 
 class InvalidName(WasmHostError, ValueError):
     """A name or reference does not match its pattern (the message shows it)."""
 
     exit_code: ClassVar[int] = 14
+    http_status: ClassVar[int] = 400
 
 
 class RegistryCorrupt(WasmHostError):
@@ -127,6 +141,28 @@ class RegistryCorrupt(WasmHostError):
     or was written by a newer wasmhost than this one."""
 
     exit_code: ClassVar[int] = 15
+    http_status: ClassVar[int] = 500
+
+
+class Unauthorized(WasmHostError):
+    """The service wants a valid token (`Authorization: Bearer T`), and got none or another."""
+
+    exit_code: ClassVar[int] = 16
+    http_status: ClassVar[int] = 401
+
+
+class Forbidden(Unauthorized):
+    """The token is valid, but its role or project does not allow this."""
+
+    exit_code: ClassVar[int] = 17
+    http_status: ClassVar[int] = 403
+
+
+class Overloaded(WasmHostError):
+    """The model's queue is full (or the server is stopping): retry after a while."""
+
+    exit_code: ClassVar[int] = 18
+    http_status: ClassVar[int] = 429
 
 
 #: Exit code of the CLI for a file that cannot be read or written.
@@ -149,6 +185,9 @@ ALL_ERRORS: tuple[type[WasmHostError], ...] = (
     AlreadyExists,
     InvalidName,
     RegistryCorrupt,
+    Unauthorized,
+    Forbidden,
+    Overloaded,
 )
 
 #: Guest ABI error code -> the error it becomes.

@@ -39,6 +39,7 @@ from ..runtime.limits import Limits, format_size
 from ..runtime.session import InferenceSession, NodeArg
 from .registry import COMMANDS as REGISTRY_COMMANDS
 from .registry import open_registry
+from .serve import COMMANDS as SERVE_COMMANDS
 
 #: Exit code per outcome, as README documents them.
 EXIT_CODES: dict[str, int] = {
@@ -134,7 +135,7 @@ def cli(debug: bool, registry: str | None, blobs: str | None) -> None:
     """
 
 
-for _command in REGISTRY_COMMANDS:
+for _command in [*REGISTRY_COMMANDS, *SERVE_COMMANDS]:
     cli.add_command(_command)
 
 

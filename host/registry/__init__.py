@@ -3,7 +3,7 @@ and a blob directory, or PostgreSQL and S3."""
 
 from .catalog import CatalogEntry
 from .names import NAME_PATTERN, Reference, parse_reference
-from .records import Model, ModelVersion, Project, Runtime, Tensor
+from .records import Model, ModelVersion, Project, Runtime, Tensor, Token
 from .registry import Registry, SessionSource, home
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Runtime",
     "SessionSource",
     "Tensor",
+    "Token",
     "home",
     "parse_reference",
 ]

@@ -101,7 +101,25 @@ def _v2_limits_and_settings(conn: sa.Connection) -> None:
     v2.create_all(conn)
 
 
-MIGRATIONS: list[Step] = [_v1_core, _v2_limits_and_settings]
+def _v3_tokens(conn: sa.Connection) -> None:
+    """The service's bearer tokens, stored by their sha256 only."""
+    v3 = sa.MetaData()
+    sa.Table("projects", v3, sa.Column("id", sa.String(36), primary_key=True))
+    sa.Table(
+        "tokens",
+        v3,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False, unique=True),
+        sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), nullable=True),
+        sa.Column("created_at", sa.String(40), nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+    )
+    v3.tables["tokens"].create(conn)
+
+
+MIGRATIONS: list[Step] = [_v1_core, _v2_limits_and_settings, _v3_tokens]
 LATEST = len(MIGRATIONS)
 
 

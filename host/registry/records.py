@@ -86,3 +86,17 @@ class Model(_Record):
     latest_version: int | None
     versions: int
     aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Token(_Record):
+    """A bearer token of the service (its secret is shown once, at creation)."""
+
+    id: str
+    name: str
+    #: `admin`, `deploy` or `run`.
+    role: str
+    #: The one project it may act on, or None for all of them.
+    project: str | None
+    created_at: str
+    created_by: str

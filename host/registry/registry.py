@@ -15,6 +15,7 @@ import getpass
 import json
 import math
 import os
+import secrets
 import tempfile
 import uuid
 from collections.abc import Iterable
@@ -33,6 +34,7 @@ from ..errors import (
     InvalidName,
     NotFound,
     RegistryCorrupt,
+    Unauthorized,
 )
 from ..runtime.engine import Engine, EngineConfig
 from ..runtime.limits import Limits, format_size
@@ -43,14 +45,18 @@ from .blobs import LocalBlobs, S3Blobs, open_blobs, sha256_of
 from .catalog import CatalogEntry
 from .database import Database
 from .names import CATALOG, Reference, as_uuid, check_alias, check_name, parse_reference
-from .records import Model, ModelVersion, Project, Runtime, Tensor
-from .schema import aliases, blobs, models, projects, settings, versions
+from .records import Model, ModelVersion, Project, Runtime, Tensor, Token
+from .schema import aliases, blobs, models, projects, settings, tokens, versions
 from .schema import runtimes as runtime_table
 from .settings import SETTINGS, setting
 from .validate import validate
 
 #: The `Limits` fields a project may set as its sessions' defaults.
 LIMIT_FIELDS = ("memory", "timeout", "fuel", "load_fuel")
+#: What the service holds a project's models to beyond `Limits`: runs at once per model,
+#: and requests that may wait for one (more are refused with 429).
+SERVICE_FIELDS = ("concurrency", "queue")
+ROLES = ("admin", "deploy", "run")
 #: A blob no row names is collected only once it is this old (seconds): an upload in
 #: another process writes its blob before the transaction that names it.
 GC_GRACE = 3600.0
@@ -339,6 +345,7 @@ class Registry:
             conn.execute(sa.delete(aliases).where(aliases.c.model_id.in_(model_ids)))
             conn.execute(sa.delete(versions).where(versions.c.model_id.in_(model_ids)))
             conn.execute(sa.delete(models).where(models.c.project_id == found.id))
+            conn.execute(sa.delete(tokens).where(tokens.c.project_id == found.id))
             conn.execute(sa.delete(projects).where(projects.c.id == found.id))
             return shas
 
@@ -797,7 +804,87 @@ class Registry:
         )
 
     def _limits(self, project: Project) -> Limits:
-        return Limits(**project.limits)
+        return Limits(**{k: v for k, v in project.limits.items() if k in LIMIT_FIELDS})
+
+    # ---- tokens ----------------------------------------------------------------------
+
+    def create_token(
+        self, name: str, *, role: str = "run", project: str | None = None, user: str | None = None
+    ) -> tuple[Token, str]:
+        """A new bearer token for the service: (its record, its secret). Only the secret's
+        sha256 is stored: the secret is shown once.
+
+        Raises:
+            InvalidName: a bad name; InvalidArgument: an unknown role.
+            AlreadyExists: a token of that name exists. NotFound: no such project.
+        """
+        check_name("token", name)
+        if role not in ROLES:
+            raise InvalidArgument(f"unknown role {role!r}: roles are {', '.join(ROLES)}")
+        project_id = self.project(project).id if project else None
+        secret = "wh_" + secrets.token_urlsafe(32)
+        token_id = str(uuid.uuid4())
+
+        def work(conn: sa.Connection) -> None:
+            if conn.execute(sa.select(tokens.c.id).where(tokens.c.name == name)).first():
+                raise AlreadyExists(f"token {name!r} exists already")
+            conn.execute(
+                sa.insert(tokens).values(
+                    id=token_id,
+                    name=name,
+                    sha256=sha256_of(secret.encode()),
+                    role=role,
+                    project_id=project_id,
+                    created_at=_now(),
+                    created_by=_user(user),
+                )
+            )
+
+        self.db.write(work)
+        return self._tokens(tokens.c.id == token_id)[0], secret
+
+    def tokens(self) -> list[Token]:
+        """Every token (never their secrets), by name."""
+        return self._tokens()
+
+    def _tokens(self, *where: Any) -> list[Token]:
+        query = (
+            sa.select(tokens, projects.c.name.label("project"))
+            .outerjoin(projects, projects.c.id == tokens.c.project_id)
+            .where(*where)
+            .order_by(tokens.c.name)
+        )
+        with self.db.reading() as conn:
+            return [
+                Token(
+                    id=row.id,
+                    name=row.name,
+                    role=row.role,
+                    project=row.project,
+                    created_at=row.created_at,
+                    created_by=row.created_by,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def revoke_token(self, name_or_id: str) -> Token:
+        """Deletes a token: requests bearing it are refused from now on. Raises NotFound."""
+        found = self._tokens(sa.or_(tokens.c.name == name_or_id, tokens.c.id == name_or_id))
+        if not found:
+            raise NotFound(f"no token {name_or_id!r}")
+        self.db.write(
+            lambda conn: conn.execute(sa.delete(tokens).where(tokens.c.id == found[0].id))
+        )
+        return found[0]
+
+    def authenticate(self, secret: str) -> Token:
+        """The token whose secret this is. Raises Unauthorized for any other string."""
+        if not secret.startswith("wh_") or len(secret) > 200:
+            raise Unauthorized("invalid token")
+        found = self._tokens(tokens.c.sha256 == sha256_of(secret.encode()))
+        if not found:
+            raise Unauthorized("invalid or revoked token")
+        return found[0]
 
     # ---- settings ------------------------------------------------------------------
 
@@ -944,16 +1031,23 @@ def _limits_dict(limits: Limits | dict[str, Any] | None) -> dict[str, Any]:
     if limits is None:
         return {}
     if isinstance(limits, Limits):
-        given = {f: getattr(limits, f) for f in LIMIT_FIELDS}
-    else:
-        unknown = set(limits) - set(LIMIT_FIELDS)
-        if unknown:
-            raise InvalidArgument(
-                f"a project's limits are {', '.join(LIMIT_FIELDS)}; not {', '.join(unknown)}"
-            )
-        given = dict(limits)
+        return {
+            f: int(limits.memory) if f == "memory" else getattr(limits, f) for f in LIMIT_FIELDS
+        }
+    known = LIMIT_FIELDS + SERVICE_FIELDS
+    unknown = set(limits) - set(known)
+    if unknown:
+        raise InvalidArgument(
+            f"a project's limits are {', '.join(known)}; not {', '.join(sorted(unknown))}"
+        )
+    for name, low in (("concurrency", 1), ("queue", 0)):
+        value = limits.get(name, low)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10_000:
+            raise InvalidArgument(f"{name}: expected an integer from {low} to 10000, got {value!r}")
+    given = {f: v for f, v in limits.items() if f in LIMIT_FIELDS}
     checked = Limits(**given)  # raises InvalidArgument for a value out of range
-    return {f: int(checked.memory) if f == "memory" else getattr(checked, f) for f in given}
+    stored = {f: int(checked.memory) if f == "memory" else getattr(checked, f) for f in given}
+    return stored | {f: limits[f] for f in SERVICE_FIELDS if f in limits}
 
 
 def _read_capped(model: str | os.PathLike[str] | bytes, cap: int) -> bytes:

@@ -94,3 +94,18 @@ settings = sa.Table(
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+#: The service's bearer tokens (schema v3): only their sha256 is kept.
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    # admin: everything; deploy: a project's models (upload, alias, delete) and runs;
+    # run: a project's models, read and run.
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), nullable=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)

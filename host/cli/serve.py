@@ -1,0 +1,97 @@
+"""`wasmhost serve` and `wasmhost token`: the service and its bearer tokens."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..runtime.limits import parse_size
+from .registry import _table, open_registry
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to bind.")
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without tokens, every caller as admin (loopback addresses only).",
+)
+@click.option("--threads", type=int, default=None, help="Threads models run on (default 2 x CPUs).")
+@click.option(
+    "--max-request-size", default="64MiB", show_default=True, help="Largest infer request body."
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    host: str, port: int, no_auth: bool, threads: int | None, max_request_size: str, log_level: str
+) -> None:
+    """Serve the registry's models: Open Inference Protocol v2 (tritonclient, KServe),
+    the management API and /metrics. Stops cleanly on SIGTERM.
+
+    The registry is --registry/--blobs (before `serve`), WASMHOST_REGISTRY or WASMHOST_HOME.
+    Every route but /v2/health needs a token: `wasmhost token create`.
+    """
+    from ..serve.server import serve as run
+
+    run(
+        open_registry(),
+        host=host,
+        port=port,
+        auth=not no_auth,
+        threads=threads,
+        max_request_size=parse_size(max_request_size, "--max-request-size"),
+        log_level=log_level,
+    )
+
+
+@click.group()
+def token() -> None:
+    """Bearer tokens of the service (stored hashed; a secret is shown once)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "deploy", "run"]),
+    default="run",
+    show_default=True,
+    help="admin: everything; deploy: a project's models; run: read and run them.",
+)
+@click.option("--project", default=None, help="The one project it may act on (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_create(name: str, role: str, project: str | None, as_json: bool) -> None:
+    """Create token NAME; its secret is the last word printed, shown this once."""
+    record, secret = open_registry().create_token(name, role=role, project=project)
+    if as_json:
+        click.echo(json.dumps(record.to_dict() | {"token": secret}))
+    else:
+        scope = f"project {record.project}" if record.project else "every project"
+        click.echo(f"created token {record.name} ({record.role}, {scope}): {secret}")
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(as_json: bool) -> None:
+    """List tokens (never their secrets)."""
+    found = open_registry().tokens()
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in found]))
+        return
+    _table(
+        None,
+        ["name", "role", "project", "created", "by"],
+        [[t.name, t.role, t.project or "(all)", t.created_at, t.created_by] for t in found],
+    )
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke token NAME: requests bearing it are refused from now on."""
+    found = open_registry().revoke_token(name)
+    click.echo(f"revoked token {found.name}")
+
+
+COMMANDS = [serve, token]

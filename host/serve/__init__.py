@@ -1,0 +1,1 @@
+"""The service: OIP v2 inference, the management API and /metrics over a registry."""

@@ -1,0 +1,251 @@
+"""Loaded models: one session (and its isolate pool) per model version, each held to its
+project's concurrency and queue, run on a bounded thread pool off the event loop.
+
+A request beyond a model's `concurrency` waits in its queue; beyond `concurrency + queue`
+it is refused at once (`Overloaded`, 429): never an unbounded backlog. Sessions are loaded
+on first use (or `load`), and the least recently used are closed past `max_loaded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+from ..errors import InvalidName, NotFound, Overloaded, WasmHostError
+from ..registry.catalog import CatalogEntry
+from ..registry.names import CATALOG, as_uuid, check_alias, check_name
+from ..registry.records import ModelVersion
+from ..registry.registry import Registry
+from ..runtime.session import InferenceSession
+from .auth import Principal
+from .metrics import Metrics
+
+#: A model's defaults when its project sets none.
+DEFAULT_CONCURRENCY = 2
+DEFAULT_QUEUE = 16
+
+
+def reference(name: str, version: str | None) -> str:
+    """The registry reference an OIP model name and version mean: `project.model` (or
+    `catalog.NAME`, or a UUID) and a version number or alias.
+
+    Raises InvalidName for a name of another form.
+    """
+    if as_uuid(name) and not version:
+        return name
+    project, dot, model = name.partition(".")
+    if not dot:
+        raise InvalidName(
+            f"invalid model name {name!r}: expected project.model, catalog.NAME or a model id"
+        )
+    check_name("project", project)
+    check_name("model", model)
+    if not version:
+        return f"{project}/{model}"
+    if project == CATALOG:
+        if version != "1":
+            raise NotFound(f"catalog models have only version 1, not {version!r}")
+        return f"{project}/{model}"
+    if version.isdigit():
+        return f"{project}/{model}@{int(version)}"
+    return f"{project}/{model}@{check_alias(version)}"
+
+
+@dataclass
+class Deployment:
+    """A loaded model version: its session and its admission counters."""
+
+    key: str
+    name: str
+    version: str
+    project: str
+    target: ModelVersion | CatalogEntry
+    session: InferenceSession
+    concurrency: int
+    queue: int
+    slots: asyncio.Semaphore
+    waiting_or_running: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class Deployments:
+    """The server's loaded models."""
+
+    def __init__(
+        self, registry: Registry, metrics: Metrics, *, threads: int, max_loaded: int = 32
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.max_loaded = max_loaded
+        self.limiter = anyio.CapacityLimiter(threads)
+        self._loaded: OrderedDict[str, Deployment] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Deployment]] = {}
+        metrics.watch(self._pools)
+
+    def _pools(self) -> Iterator[tuple[str, int, int, int]]:
+        for d in list(self._loaded.values()):
+            stats = d.session.pool
+            yield f"{d.name}:{d.version}", stats.live, stats.idle, d.waiting_or_running
+
+    async def resolve(
+        self, principal: Principal, name: str, version: str | None
+    ) -> ModelVersion | CatalogEntry:
+        """The version an OIP name and version mean, if `principal` may see it."""
+        ref = reference(name, version)
+        target = await self._thread(self.registry.resolve, ref)
+        project = target.project if isinstance(target, ModelVersion) else CATALOG
+        principal.require("read", project)
+        return target
+
+    async def get(self, principal: Principal, name: str, version: str | None) -> Deployment:
+        """The loaded deployment of that model version, loaded now if it is not yet."""
+        target = await self.resolve(principal, name, version)
+        key = target.id
+        found = self._loaded.get(key)
+        if found is not None:
+            self._loaded.move_to_end(key)
+            return found
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._loading[key] = pending
+            try:
+                deployment = await self._load(target)
+            except BaseException as e:
+                pending.set_exception(e)
+                pending.exception()  # retrieved: no "never retrieved" warning
+                raise
+            finally:
+                del self._loading[key]
+            pending.set_result(deployment)
+            self._loaded[key] = deployment
+            await self._evict()
+            return deployment
+        return await asyncio.shield(pending)
+
+    async def _load(self, target: ModelVersion | CatalogEntry) -> Deployment:
+        if isinstance(target, CatalogEntry):
+            project, name, version = CATALOG, f"{CATALOG}.{target.name}", "1"
+            limits: dict[str, Any] = {}
+        else:
+            project, name, version = (
+                target.project,
+                f"{target.project}.{target.model}",
+                str(target.version),
+            )
+            limits = (await self._thread(self.registry.project, project)).limits
+        concurrency = int(limits.get("concurrency", DEFAULT_CONCURRENCY))
+        queue = int(limits.get("queue", DEFAULT_QUEUE))
+
+        def open_session() -> InferenceSession:
+            source = self.registry.source(target.id)
+            return InferenceSession(
+                source.model, limits=source.limits, module=source.module, pool_size=concurrency
+            )
+
+        session = await self._thread(open_session)
+        return Deployment(
+            target.id,
+            name,
+            version,
+            project,
+            target,
+            session,
+            concurrency,
+            queue,
+            asyncio.Semaphore(concurrency),
+        )
+
+    async def _evict(self) -> None:
+        while len(self._loaded) > self.max_loaded:
+            _, oldest = self._loaded.popitem(last=False)
+            await self._close_when_idle(oldest)
+
+    async def _close_when_idle(self, deployment: Deployment) -> None:
+        # In-flight runs hold their isolates; close() waits for none, so wait for them.
+        while deployment.waiting_or_running:
+            await asyncio.sleep(0.01)
+        await self._thread(deployment.session.close)
+
+    async def unload(self, principal: Principal, name: str) -> bool:
+        """Closes every loaded version of that model; True if one was loaded."""
+        target = await self.resolve(principal, name, None)
+        model_id = target.model_id if isinstance(target, ModelVersion) else target.id
+        doomed = [
+            k
+            for k, d in self._loaded.items()
+            if (d.target.model_id if isinstance(d.target, ModelVersion) else d.target.id)
+            == model_id
+        ]
+        for key in doomed:
+            await self._close_when_idle(self._loaded.pop(key))
+        return bool(doomed)
+
+    def loaded(self) -> list[Deployment]:
+        return list(self._loaded.values())
+
+    async def infer(
+        self,
+        deployment: Deployment,
+        feeds: dict[str, np.ndarray],
+        outputs: Sequence[str] | None,
+    ) -> list[Any]:
+        """Runs the model on the feeds when a slot is free.
+
+        Raises:
+            Overloaded: the model's queue is full.
+            What `InferenceSession.run` raises.
+        """
+        label = deployment.name
+        if deployment.waiting_or_running >= deployment.concurrency + deployment.queue:
+            self.metrics.rejected.labels(label).inc()
+            raise Overloaded(
+                f"model {deployment.name} version {deployment.version} is busy: "
+                f"{deployment.concurrency} running and {deployment.queue} queued; retry later"
+            )
+        deployment.waiting_or_running += 1
+        queued = time.perf_counter()
+        try:
+            async with deployment.slots:
+                self.metrics.queue_seconds.labels(label).observe(time.perf_counter() - queued)
+                started = time.perf_counter()
+                session = deployment.session
+
+                def run() -> tuple[list[Any], Any]:
+                    # The stats are the calling thread's: read them in the same thread.
+                    return session.run(outputs, feeds), session.last_run_stats
+
+                try:
+                    result, stats = await self._thread(run)
+                except WasmHostError as e:
+                    if e.fuzz_class.startswith(("trap", "timeout", "fuel")):
+                        self.metrics.traps.labels(e.outcome).inc()
+                    raise
+                finally:
+                    self.metrics.compute_seconds.labels(label).observe(
+                        time.perf_counter() - started
+                    )
+                if stats is not None:
+                    self.metrics.peak_memory.labels(label).set(stats.peak_memory)
+                    if stats.fuel_consumed is not None:
+                        self.metrics.fuel.labels(label).observe(stats.fuel_consumed)
+                return result
+        finally:
+            deployment.waiting_or_running -= 1
+            deployment.last_used = time.monotonic()
+
+    async def _thread(self, fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    async def close(self) -> None:
+        while self._loaded:
+            _, deployment = self._loaded.popitem()
+            await self._close_when_idle(deployment)

@@ -1,0 +1,53 @@
+"""`wasmhost serve`: the app on uvicorn, stopped cleanly by SIGTERM or SIGINT (in-flight
+requests finish, then every isolate is closed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import uvicorn
+
+from ..errors import InvalidArgument
+from ..registry.registry import Registry
+from .app import create_app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    registry: Registry,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    auth: bool = True,
+    threads: int | None = None,
+    max_request_size: int = 64 * 1024**2,
+    log_level: str = "info",
+) -> None:
+    """Serves until SIGTERM/SIGINT.
+
+    Raises:
+        InvalidArgument: `auth=False` on an address that is not loopback.
+    """
+    if not auth and not is_loopback(host):
+        raise InvalidArgument(f"--no-auth serves only on loopback (127.0.0.1), not on {host}")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    app = create_app(registry, auth=auth, threads=threads, max_request_size=max_request_size)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+        h11_max_incomplete_event_size=64 * 1024,  # headers over 64 KiB: 431, never buffered
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
