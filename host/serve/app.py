@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import WasmHostError
 from ..registry.registry import Registry
 from . import management, oip
+from .auth import Authenticator
 from .deployments import Deployments
 from .metrics import Metrics
 from .web import State, caller, error_response, state
@@ -59,7 +60,7 @@ def create_app(
     deployments = Deployments(
         registry, m, threads=threads or max(4, 2 * (os.cpu_count() or 1)), max_loaded=max_loaded
     )
-    shared = State(registry, deployments, m, auth, max_request_size)
+    shared = State(registry, deployments, m, auth, max_request_size, Authenticator(registry))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

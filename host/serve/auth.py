@@ -11,6 +11,7 @@ readable and runnable by every token.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from ..errors import Forbidden, NotFound, Unauthorized
@@ -50,15 +51,35 @@ class Principal:
 OPERATOR = Principal("operator", "admin", None)
 
 
-def authenticate(registry: Registry, header: str | None) -> Principal:
-    """The principal an `Authorization` header names.
-
-    Raises:
-        Unauthorized: no header, not `Bearer`, or a token the registry does not know.
-    """
+def bearer(header: str | None) -> str:
+    """The secret of an `Authorization: Bearer` header. Raises Unauthorized."""
     if not header:
         raise Unauthorized("this route needs a token: Authorization: Bearer TOKEN")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("the Authorization header must be: Bearer TOKEN")
-    return Principal.of(registry.authenticate(secret.strip()))
+    return secret.strip()
+
+
+class Authenticator:
+    """Tokens looked up in the registry, each answer kept for `ttl` seconds (a revoked
+    token is refused within that time), so that a request costs no database read."""
+
+    def __init__(self, registry: Registry, ttl: float = 1.0) -> None:
+        self.registry = registry
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, Principal]] = {}
+
+    def cached(self, secret: str) -> Principal | None:
+        found = self._known.get(secret)
+        if found is not None and time.monotonic() - found[0] < self.ttl:
+            return found[1]
+        return None
+
+    def lookup(self, secret: str) -> Principal:
+        """Raises Unauthorized for a token the registry does not know (not cached)."""
+        principal = Principal.of(self.registry.authenticate(secret))
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[secret] = (time.monotonic(), principal)
+        return principal

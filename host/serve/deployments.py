@@ -31,6 +31,9 @@ from .metrics import Metrics
 #: A model's defaults when its project sets none.
 DEFAULT_CONCURRENCY = 2
 DEFAULT_QUEUE = 16
+#: How long a name's resolution (to a version: an alias moved, a version uploaded) is
+#: reused: the registry is read at most this often per name, not on every request.
+RESOLVE_TTL = 1.0
 
 
 def reference(name: str, version: str | None) -> str:
@@ -87,6 +90,7 @@ class Deployments:
         self.max_loaded = max_loaded
         self.limiter = anyio.CapacityLimiter(threads)
         self._loaded: OrderedDict[str, Deployment] = OrderedDict()
+        self._resolved: dict[tuple[str, str | None], tuple[float, Any]] = {}
         self._loading: dict[str, asyncio.Future[Deployment]] = {}
         metrics.watch(self._pools)
 
@@ -99,8 +103,16 @@ class Deployments:
         self, principal: Principal, name: str, version: str | None
     ) -> ModelVersion | CatalogEntry:
         """The version an OIP name and version mean, if `principal` may see it."""
-        ref = reference(name, version)
-        target = await self._thread(self.registry.resolve, ref)
+        key = (name, version)
+        now = time.monotonic()
+        cached = self._resolved.get(key)
+        if cached is not None and now - cached[0] < RESOLVE_TTL:
+            target = cached[1]
+        else:
+            target = await self._thread(self.registry.resolve, reference(name, version))
+            if len(self._resolved) > 10_000:  # names are the callers' to choose: bounded
+                self._resolved.clear()
+            self._resolved[key] = (now, target)
         project = target.project if isinstance(target, ModelVersion) else CATALOG
         principal.require("read", project)
         return target

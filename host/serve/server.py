@@ -47,6 +47,9 @@ def serve(
         port=port,
         log_level=log_level,
         timeout_graceful_shutdown=30,
+        # h11, whatever else is installed: its bound on a request's head is the one the
+        # service documents and tests (httptools would be ~0.1 ms faster per request).
+        http="h11",
         h11_max_incomplete_event_size=64 * 1024,  # headers over 64 KiB: 431, never buffered
         server_header=False,
     )

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidArgument, WasmHostError
 from ..registry.registry import Registry
-from .auth import OPERATOR, Principal, authenticate
+from .auth import OPERATOR, Authenticator, Principal, bearer
 from .deployments import Deployments
 from .metrics import Metrics
 
@@ -35,6 +35,7 @@ class State:
     metrics: Metrics
     auth: bool
     max_request_size: int
+    authenticator: Authenticator
     stopping: bool = False
 
 
@@ -47,7 +48,8 @@ async def caller(request: Request) -> Principal:
     s = state(request)
     if not s.auth:
         return OPERATOR
-    return await blocking(s, authenticate, s.registry, request.headers.get("authorization"))
+    secret = bearer(request.headers.get("authorization"))
+    return s.authenticator.cached(secret) or await blocking(s, s.authenticator.lookup, secret)
 
 
 async def blocking(s: State, fn: Any, *args: Any, **kwargs: Any) -> Any:
