@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ..errors import InvalidArgument
 from ..registry import catalog
 from ..registry.names import CATALOG
-from .web import RequestTooLarge, blocking, body, caller, ok, page, state
+from .web import UploadTooLarge, blocking, body, caller, ok, page, state
 
 #: Room for a multipart form's boundaries, headers and small fields around the file.
 _FORM_OVERHEAD = 64 * 1024
@@ -109,7 +109,7 @@ async def _form(request: Request, cap: int) -> dict[str, Any]:
     limit = cap + _FORM_OVERHEAD
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(
+        raise UploadTooLarge(
             f"the upload ({declared} bytes) is over the registry's max_model_size of {cap} bytes"
         )
 
@@ -118,7 +118,7 @@ async def _form(request: Request, cap: int) -> dict[str, Any]:
         async for chunk in request.stream():
             seen += len(chunk)
             if seen > limit:
-                raise RequestTooLarge(
+                raise UploadTooLarge(
                     f"the upload is over the registry's max_model_size of {cap} bytes"
                 )
             yield chunk

@@ -13,7 +13,8 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidArgument, WasmHostError
+from .. import errors
+from ..errors import InvalidArgument, InvalidModel, WasmHostError
 from ..registry.registry import Registry
 from .auth import OPERATOR, Authenticator, Principal, bearer
 from .deployments import Deployments
@@ -21,7 +22,14 @@ from .metrics import Metrics
 
 
 class RequestTooLarge(InvalidArgument):
-    """A request body over the route's cap (HTTP 413)."""
+    """A request body over the route's cap (HTTP 413; its type says InvalidArgument)."""
+
+    http_status = 413
+
+
+class UploadTooLarge(InvalidModel):
+    """An upload over the registry's `max_model_size` (HTTP 413; type InvalidModel, as
+    `wasmhost model upload` says locally)."""
 
     http_status = 413
 
@@ -101,8 +109,10 @@ def ok(doc: Any, status: int = 200) -> JSONResponse:
 def error_response(error: WasmHostError) -> JSONResponse:
     headers = {"retry-after": "1"} if error.http_status in (429, 503) else None
     message = " ".join(str(error).split())[:2000]
+    # The public class (of wasmhost.errors) it is: clients re-raise that one.
+    public = next(c for c in type(error).__mro__ if c.__module__ == errors.__name__)
     return JSONResponse(
-        {"error": message, "type": type(error).__name__},
+        {"error": message, "type": public.__name__},
         status_code=error.http_status,
         headers=headers,
     )
