@@ -475,3 +475,31 @@ def test_limits_dataclass_fields_cover_project_limits():
     # A project's limits are Limits fields: a renamed field must fail here, not at run time.
     names = {f.name for f in dataclasses.fields(Limits)}
     assert {"memory", "timeout", "fuel", "load_fuel"} <= names
+
+
+def test_catalog_models_join_a_project_without_copying_bytes(registry, rng):
+    entry = catalog.entries()[0]
+    registry.create_project("p")
+    version = registry.add_from_catalog("p", "mine", entry.reference)
+    assert (version.version, version.catalog, version.sha256) == (1, entry.name, entry.sha256)
+    assert registry.model("p/mine").description == entry.description
+    assert entry.sha256 not in {name for name, _ in registry.blobs.list()}  # not copied
+    assert registry.read("p/mine") == entry.read()
+    inputs, expected = entry.reference_case()
+    with registry.session("p/mine@1") as session:
+        got = run_twice(session, inputs)
+    for name, value in zip([o["name"] for o in entry.outputs], got, strict=True):
+        np.testing.assert_allclose(value, expected[name], rtol=1e-4, atol=1e-5)
+    assert registry.check(deep=True) == []
+    # An upload of the same bytes next to it stores them; deleting it keeps the catalog's.
+    registry.upload("p", "copy", entry.read())
+    assert entry.sha256 in {name for name, _ in registry.blobs.list()}
+    registry.delete("p/copy")
+    assert registry.read("p/mine") == entry.read()
+    assert registry.check(deep=True) == []
+    registry.delete("p/mine")
+    assert stored(registry) == (0, set())
+    with pytest.raises(NotFound):
+        registry.add_from_catalog("p", "x", "catalog/no-such-model")
+    with pytest.raises(InvalidName, match="read-only"):
+        registry.add_from_catalog("catalog", "x", entry.name)

@@ -119,7 +119,12 @@ def _v3_tokens(conn: sa.Connection) -> None:
     v3.tables["tokens"].create(conn)
 
 
-MIGRATIONS: list[Step] = [_v1_core, _v2_limits_and_settings, _v3_tokens]
+def _v4_catalog_versions(conn: sa.Connection) -> None:
+    """A version may be a catalog model added to a project: its bytes stay the catalog's."""
+    conn.execute(sa.text("ALTER TABLE versions ADD COLUMN catalog VARCHAR(36)"))
+
+
+MIGRATIONS: list[Step] = [_v1_core, _v2_limits_and_settings, _v3_tokens, _v4_catalog_versions]
 LATEST = len(MIGRATIONS)
 
 

@@ -66,6 +66,8 @@ class ModelVersion(_Record):
     created_at: str
     created_by: str
     aliases: list[str] = field(default_factory=list)
+    #: The catalog entry this version is (added by reference, its bytes not copied).
+    catalog: str | None = None
 
     @property
     def reference(self) -> str:

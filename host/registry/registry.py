@@ -381,15 +381,52 @@ class Registry:
         if project == CATALOG:
             raise InvalidName("the catalog is read-only: upload to a project of your own")
         target = self.project(project)
-        cap = self.get_setting("max_model_size")
-        data = _read_capped(model, cap)
+        data = _read_capped(model, self.get_setting("max_model_size"))
+        return self._add(target, name, data, None, description, user)
+
+    def add_from_catalog(
+        self,
+        project: str,
+        name: str,
+        entry: str,
+        *,
+        description: str | None = None,
+        user: str | None = None,
+    ) -> ModelVersion:
+        """Adds catalog model `entry` (a name, `catalog/NAME` or its id) to a project as
+        the next version of `name`, without copying its bytes: the version reads them from
+        the catalog. It is validated under the project's limits like an upload.
+
+        Raises like `upload`, and NotFound for an unknown entry.
+        """
+        check_name("model", name)
+        if project == CATALOG:
+            raise InvalidName("the catalog is read-only: add to a project of your own")
+        found = catalog.entry(entry.removeprefix(f"{CATALOG}/"))
+        target = self.project(project)
+        if found.runtime != target.runtime:
+            raise InvalidArgument(
+                f"catalog model {found.name} runs on {found.runtime}, project {target.name} on "
+                f"{target.runtime}"
+            )
+        return self._add(target, name, found.read(), found, description or found.description, user)
+
+    def _add(
+        self,
+        target: Project,
+        name: str,
+        data: bytes,
+        entry: CatalogEntry | None,
+        description: str | None,
+        user: str | None,
+    ) -> ModelVersion:
         limits = self._limits(target)
         timeout = min(limits.timeout or math.inf, self.get_setting("validate_timeout"))
         inputs, outputs = validate(
             data, dataclasses.replace(limits, timeout=timeout), self._module(target.runtime)
         )
         sha = sha256_of(data)
-        if not self.blobs.exists(sha):
+        if entry is None and not self.blobs.exists(sha):
             self.blobs.put(sha, data)
         signature = json.dumps(
             {"inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs]}
@@ -400,8 +437,8 @@ class Registry:
             if not conn.execute(
                 sa.select(projects.c.id).where(projects.c.id == target.id).with_for_update()
             ).first():
-                raise NotFound(f"project {project!r} was deleted during the upload")
-            self._hold_blob(conn, sha, data)
+                raise NotFound(f"project {target.name!r} was deleted during the upload")
+            self._hold_blob(conn, sha, data, store=entry is None)
             found = conn.execute(
                 sa.select(models.c.id)
                 .where(models.c.project_id == target.id, models.c.name == name)
@@ -442,14 +479,16 @@ class Registry:
                     reason=None,
                     created_at=_now(),
                     created_by=_user(user),
+                    catalog=entry.id if entry else None,
                 )
             )
 
         self.db.write(work)
         return self._version_by_id(version_id)
 
-    def _hold_blob(self, conn: sa.Connection, sha: str, data: bytes) -> None:
-        """Makes the blob row exist, locked, with its bytes present, for this transaction.
+    def _hold_blob(self, conn: sa.Connection, sha: str, data: bytes, *, store: bool = True) -> None:
+        """Makes the blob row exist, locked, with its bytes present (when `store`: a
+        catalog version's bytes stay in the catalog), for this transaction.
 
         A concurrent release of the same digest (a delete elsewhere) takes the same row
         lock, so it either finished first (and the bytes are written again here) or waits
@@ -460,7 +499,7 @@ class Registry:
         ).first()
         if row is None:
             conn.execute(sa.insert(blobs).values(sha256=sha, size=len(data), created_at=_now()))
-        if not self.blobs.exists(sha):
+        if store and not self.blobs.exists(sha):
             self.blobs.put(sha, data)
 
     def _release(self, shas: Iterable[str]) -> None:
@@ -660,6 +699,7 @@ class Registry:
                     created_at=row.created_at,
                     created_by=row.created_by,
                     aliases=names.get(row.id, []),
+                    catalog=_catalog_name(row.catalog),
                 )
             )
         return result
@@ -712,7 +752,12 @@ class Registry:
         found = self.resolve(ref)
         if isinstance(found, CatalogEntry):
             return found.read()
-        return self.blobs.get(found.sha256)
+        return self._bytes(found)
+
+    def _bytes(self, version: ModelVersion) -> bytes:
+        if version.catalog is not None:
+            return catalog.entry(version.catalog).read()
+        return self.blobs.get(version.sha256)
 
     def download(self, ref: str, path: str | os.PathLike[str]) -> ModelVersion | CatalogEntry:
         """Writes the model's bytes to `path`, whole or not at all. Raises like `read`,
@@ -783,7 +828,7 @@ class Registry:
         project = self.project(found.project)
         return SessionSource(
             found.reference,
-            self.blobs.get(found.sha256),
+            self._bytes(found),
             self._limits(project),
             self._module(project.runtime),
         )
@@ -969,10 +1014,11 @@ class Registry:
         aliases across models."""
         problems = []
         with self.db.reading() as conn:
+            # A catalog version's bytes are the catalog's (checked when read), not a blob.
             used = conn.execute(
-                sa.select(versions.c.sha256, versions.c.size, blobs.c.size.label("blob")).outerjoin(
-                    blobs, blobs.c.sha256 == versions.c.sha256
-                )
+                sa.select(versions.c.sha256, versions.c.size, blobs.c.size.label("blob"))
+                .outerjoin(blobs, blobs.c.sha256 == versions.c.sha256)
+                .where(versions.c.catalog.is_(None))
             ).all()
             modules = (
                 conn.execute(
@@ -1002,6 +1048,15 @@ class Registry:
         if crossed:
             problems.append(f"{crossed} aliases point at another model's versions")
         return problems
+
+
+def _catalog_name(entry_id: str | None) -> str | None:
+    if entry_id is None:
+        return None
+    for entry in catalog.entries():
+        if entry.id == entry_id:
+            return entry.name
+    return entry_id  # an entry this wasmhost no longer ships: reading it says so
 
 
 def _blob_used(conn: sa.Connection, sha: str) -> bool:

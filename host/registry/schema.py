@@ -75,6 +75,9 @@ versions = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
+    # Schema v4: the catalog entry (id) whose file this version is; its bytes are read
+    # from the catalog, never copied into the blob store (the blob row only counts it).
+    sa.Column("catalog", sa.String(36), nullable=True),
     sa.UniqueConstraint("model_id", "version"),
     sa.Index("versions_by_sha256", "sha256"),
 )
