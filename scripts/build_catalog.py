@@ -1,21 +1,18 @@
 #!/usr/bin/env python3
 """The model catalog's files: host/registry/catalog/ and its manifest, catalog.json.
 
-build_catalog.py build
-    trains and exports every catalog model, runs onnxruntime on its reference inputs,
-    and writes the model (.onnx), the reference case (.reference.npz: the inputs and
-    onnxruntime's outputs, by name) and catalog.json (sha256, size, how to feed it).
-    Needs scikit-learn, onnx and onnxruntime (the dev extra). Byte-reproducible: a
-    rebuild with the same package versions leaves every file as it was, and each
-    entry keeps the id it already has in catalog.json.
+build_catalog.py build [--only NAME ...]
+    builds every catalog entry (or only those named): its model (.onnx), its reference case
+    (.reference.npz: the inputs and onnxruntime's outputs, by name) and its entry in
+    catalog.json (sha256, size, how to feed it). Each entry has its own builder, a module of
+    scripts/catalog_builders/ whose docstring says what it needs to run: the dev extra for
+    most, a separate venv with torch for the ImageNet classifier. The entries it did not
+    build keep what catalog.json has for them. Byte-reproducible: a rebuild with the same
+    package versions leaves every file as it was, and each entry keeps the id it already
+    has in catalog.json.
 build_catalog.py check
     fails, one line per problem, unless every file catalog.json lists has the sha256
     and size it records. Standard library only: it builds nothing.
-
-The models use standard ONNX operators only (Gemm, Softmax, ArgMax), written by hand
-with onnx.helper, not skl2onnx's ai.onnx.ml graph: the sandbox's coverage of
-ai.onnx.ml (Scaler, LinearClassifier, ZipMap) is a separate open issue, and a catalog
-entry must run there as it is.
 """
 
 from __future__ import annotations
@@ -23,155 +20,67 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "host" / "registry" / "catalog"
 MANIFEST = CATALOG / "catalog.json"
-OPSET = 17
-IR_VERSION = 8  # the IR version of opset 17: older readers take it too
-PRODUCER = ("wasmhost-catalog", "1")
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def describe(path: Path) -> dict[str, Any]:
-    return {"sha256": file_sha256(path), "size": path.stat().st_size}
+    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "size": path.stat().st_size}
 
 
-def build_iris(model_id: str) -> dict[str, Any]:
-    """iris-classifier: multinomial logistic regression on sklearn's bundled iris."""
-    import numpy as np
-    import onnx
-    import onnxruntime
-    import sklearn
-    from onnx import TensorProto, helper, numpy_helper
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-
-    iris = load_iris()
-    x = iris.data.astype(np.float32)
-    y = iris.target
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, stratify=y, random_state=0
-    )
-    # lbfgs on three classes is multinomial (scikit-learn >= 1.5 has no multi_class).
-    clf = LogisticRegression(max_iter=1000, random_state=0).fit(x_train, y_train)
-    logits = clf.decision_function(x_test)
-    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
-    softmax /= softmax.sum(axis=1, keepdims=True)
-    assert np.allclose(softmax, clf.predict_proba(x_test)), "not multinomial"
-
-    graph = helper.make_graph(
-        nodes=[
-            helper.make_node("Gemm", ["features", "coef", "intercept"], ["logits"], transB=1),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
-        ],
-        name="iris_classifier",
-        inputs=[helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 4])],
-        outputs=[
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3]),
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
-        ],
-        initializer=[
-            numpy_helper.from_array(clf.coef_.astype(np.float32), "coef"),
-            numpy_helper.from_array(clf.intercept_.astype(np.float32), "intercept"),
-        ],
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name=PRODUCER[0],
-        producer_version=PRODUCER[1],
-        doc_string="Iris species from sepal and petal sizes in cm (scikit-learn "
-        f"{sklearn.__version__} LogisticRegression).",
-    )
-    onnx.checker.check_model(model, full_check=True)
-    path = CATALOG / "iris-classifier.onnx"
-    path.write_bytes(model.SerializeToString(deterministic=True))
-
-    ort = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    probs, labels = ort.run(None, {"features": x})
-    assert (labels == clf.predict(x)).all(), "the ONNX labels differ from sklearn's"
-    assert np.allclose(probs, clf.predict_proba(x), atol=1e-5), "probabilities differ"
-    accuracy = float((ort.run(["label"], {"features": x_test})[0] == y_test).mean())
-
-    # Reference case: the first four held-out rows of each class, in class order.
-    rows = np.concatenate([np.flatnonzero(y_test == c)[:4] for c in range(3)])
-    features = x_test[rows]
-    ref_probs, ref_labels = ort.run(None, {"features": features})
-    reference = CATALOG / "iris-classifier.reference.npz"
-    # np.savez is deterministic: ZipFile.open(name, "w") stamps members 1980-01-01.
-    np.savez(reference, features=features, probabilities=ref_probs, label=ref_labels)
-
-    return {
-        "name": "iris-classifier",
-        "id": model_id,
-        "description": "Iris species (setosa, versicolor, virginica) from four flower "
-        "measurements in cm, by multinomial logistic regression.",
-        "task": "tabular-classification",
-        "license": "BSD-3-Clause (the iris data as shipped in scikit-learn); "
-        "the model: same as wasmhost",
-        "source": "trained by scripts/build_catalog.py on scikit-learn's bundled iris "
-        f"dataset (sklearn {sklearn.__version__})",
-        "file": path.name,
-        **describe(path),
-        "inputs": [
-            {
-                "name": "features",
-                "dtype": "float32",
-                "shape": ["batch", 4],
-                "layout": "sepal length, sepal width, petal length, petal width (cm)",
-                "preprocessing": "none: raw centimetres",
-            }
-        ],
-        "outputs": [
-            {
-                "name": "probabilities",
-                "dtype": "float32",
-                "shape": ["batch", 3],
-                "meaning": "probability of each class, in the order of labels (rows sum to 1)",
-            },
-            {
-                "name": "label",
-                "dtype": "int64",
-                "shape": ["batch"],
-                "meaning": "index into labels",
-            },
-        ],
-        "labels": [str(name) for name in iris.target_names],
-        "reference": {"file": reference.name, **describe(reference)},
-        "metrics": {
-            "accuracy": round(accuracy, 4),
-            "evaluated_on": f"{len(y_test)} held-out rows of the 150 (a stratified 80/20 "
-            f"split, random_state=0; trained on the other {len(y_train)}), run by onnxruntime",
-        },
-    }
-
-
-BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {"iris-classifier": build_iris}
-
-
-def build() -> int:
+def read_models() -> list[dict[str, Any]]:
     try:
-        old = {m["name"]: m["id"] for m in json.loads(MANIFEST.read_text())["models"]}
+        return json.loads(MANIFEST.read_text())["models"]
     except FileNotFoundError:
-        old = {}
+        return []
+
+
+def build(only: list[str] | None) -> int:
+    from catalog_builders import builders
+
+    found = builders()
+    unknown = sorted(set(only or ()) - found.keys())
+    if unknown:
+        print(f"catalog: no builder for {', '.join(unknown)} (have: {', '.join(found)})")
+        return 2
+    ids = {m["name"]: m["id"] for m in read_models()}
     CATALOG.mkdir(parents=True, exist_ok=True)
-    models = [make(old.get(name) or str(uuid.uuid4())) for name, make in BUILDERS.items()]
+    built: dict[str, dict[str, Any]] = {}
+    for name in only or found:
+        module = found[name]
+        try:
+            entry = module.build(CATALOG)
+        except ModuleNotFoundError as e:
+            where = Path(module.__file__).relative_to(ROOT)
+            print(f"catalog: {name} needs {e.name}: {where} says how to build it", file=sys.stderr)
+            return 1
+        assert entry["name"] == name, (entry["name"], name)
+        built[name] = entry
+    # Read catalog.json again right before writing it: the entries built elsewhere
+    # meanwhile stay as they are now, in their order; new entries go last.
+    current = read_models()
+    ids.update({m["name"]: m["id"] for m in current})
+
+    def with_id(entry: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in entry.items() if k not in ("name", "id")}
+        return {"name": entry["name"], "id": ids.get(entry["name"]) or str(uuid.uuid4()), **rest}
+
+    models = [with_id(built.pop(m["name"])) if m["name"] in built else m for m in current]
+    models += [with_id(entry) for entry in built.values()]
     manifest = {"format": 1, "project": {"name": "catalog", "runtime": "onnx"}, "models": models}
-    MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    partial = MANIFEST.with_suffix(".json.partial")
+    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    os.replace(partial, MANIFEST)
     for m in models:
-        print(f"catalog: {m['name']} {m['id']} {m['sha256'][:16]} ({m['size']} bytes)")
+        if m["name"] in (only or found):
+            print(f"catalog: {m['name']} {m['id']} {m['sha256'][:16]} ({m['size']} bytes)")
     return 0
 
 
@@ -203,9 +112,13 @@ def check() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="rebuild every model, its reference case and catalog.json")
+    builder = sub.add_parser("build", help="rebuild the models, reference cases and catalog.json")
+    builder.add_argument(
+        "--only", action="append", metavar="NAME", help="build this entry only (repeatable)"
+    )
     sub.add_parser("check", help="verify the files against catalog.json (stdlib only)")
-    return build() if parser.parse_args().cmd == "build" else check()
+    args = parser.parse_args()
+    return build(args.only) if args.cmd == "build" else check()
 
 
 if __name__ == "__main__":
