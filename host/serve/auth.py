@@ -69,6 +69,7 @@ class Authenticator:
         self.registry = registry
         self.ttl = ttl
         self._known: dict[str, tuple[float, Principal]] = {}
+        self._generation = 0  # bumped by forget(): a lookup begun before is not kept
 
     def cached(self, secret: str) -> Principal | None:
         found = self._known.get(secret)
@@ -78,8 +79,16 @@ class Authenticator:
 
     def lookup(self, secret: str) -> Principal:
         """Raises Unauthorized for a token the registry does not know (not cached)."""
+        generation = self._generation
         principal = Principal.of(self.registry.authenticate(secret))
         if len(self._known) > 10_000:
             self._known.clear()
-        self._known[secret] = (time.monotonic(), principal)
+        if generation == self._generation:
+            self._known[secret] = (time.monotonic(), principal)
         return principal
+
+    def forget(self) -> None:
+        """Drops every kept answer: a token was revoked (or its project deleted) through
+        this server, which holds from the next request on."""
+        self._known.clear()
+        self._generation += 1

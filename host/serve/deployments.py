@@ -91,6 +91,7 @@ class Deployments:
         self.limiter = anyio.CapacityLimiter(threads)
         self._loaded: OrderedDict[str, Deployment] = OrderedDict()
         self._resolved: dict[tuple[str, str | None], tuple[float, Any]] = {}
+        self._generation = 0  # bumped by forget(): a resolution begun before is not kept
         self._loading: dict[str, asyncio.Future[Deployment]] = {}
         metrics.watch(self._pools)
 
@@ -102,20 +103,38 @@ class Deployments:
     async def resolve(
         self, principal: Principal, name: str, version: str | None
     ) -> ModelVersion | CatalogEntry:
-        """The version an OIP name and version mean, if `principal` may see it."""
+        """The version an OIP name and version mean, if `principal` may see it.
+
+        A project the principal may not see is refused before the registry is asked, and
+        a hidden version's id as if nothing had it: its models cannot be told from names
+        (or ids) nothing has.
+        """
+        ref = reference(name, version)
+        if ref != name:  # project.model: no id
+            principal.require("read", name.partition(".")[0])
         key = (name, version)
         now = time.monotonic()
         cached = self._resolved.get(key)
         if cached is not None and now - cached[0] < RESOLVE_TTL:
             target = cached[1]
         else:
-            target = await self._thread(self.registry.resolve, reference(name, version))
+            generation = self._generation
+            target = await self._thread(self.registry.resolve, ref)
             if len(self._resolved) > 10_000:  # names are the callers' to choose: bounded
                 self._resolved.clear()
-            self._resolved[key] = (now, target)
+            if generation == self._generation:
+                self._resolved[key] = (now, target)
         project = target.project if isinstance(target, ModelVersion) else CATALOG
+        if not principal.sees(project):
+            raise NotFound(f"no model or version has id {as_uuid(name)}")
         principal.require("read", project)
         return target
+
+    def forget(self) -> None:
+        """Drops every kept resolution: the registry changed through this server (an alias
+        moved, a version uploaded or deleted), which holds from the next request on."""
+        self._resolved.clear()
+        self._generation += 1
 
     async def get(self, principal: Principal, name: str, version: str | None) -> Deployment:
         """The loaded deployment of that model version, loaded now if it is not yet."""

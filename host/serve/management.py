@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from ..registry import catalog
-from ..registry.names import CATALOG
-from .web import UploadTooLarge, blocking, body, caller, ok, page, state
+from ..registry.names import CATALOG, parse_reference
+from .web import UploadTooLarge, blocking, body, caller, changing, ok, page, state
 
 #: Room for a multipart form's boundaries, headers and small fields around the file.
 _FORM_OVERHEAD = 64 * 1024
@@ -71,7 +71,7 @@ async def project(request: Request) -> Response:
     principal.require("read", found.name)  # by id: check the name it has
     if request.method == "DELETE":
         principal.require("admin")
-        return ok((await blocking(s, s.registry.delete_project, found.id)).to_dict())
+        return ok((await changing(s, s.registry.delete_project, found.id)).to_dict())
     if request.method == "PATCH":
         principal.require("admin")
         doc = await _json(request)
@@ -88,7 +88,7 @@ async def models(request: Request) -> Response:
     if request.method == "POST":
         principal.require("deploy", name)
         fields = await _form(request, await blocking(s, s.registry.get_setting, "max_model_size"))
-        version = await blocking(
+        version = await changing(
             s,
             s.registry.upload,
             name,
@@ -157,7 +157,7 @@ async def model(request: Request) -> Response:
     ref = _ref(request)
     if request.method == "DELETE":
         principal.require("deploy", project_name)
-        return ok([v.to_dict() for v in await blocking(s, s.registry.delete, ref)])
+        return ok([v.to_dict() for v in await changing(s, s.registry.delete, ref)])
     found = await blocking(s, s.registry.model, ref)
     versions = await blocking(s, s.registry.versions, ref)
     return ok(found.to_dict() | {"version_list": [v.to_dict() for v in versions]})
@@ -171,7 +171,7 @@ async def version(request: Request) -> Response:
     ref = _ref(request)
     if request.method == "DELETE":
         principal.require("deploy", project_name)
-        return ok([v.to_dict() for v in await blocking(s, s.registry.delete, ref)])
+        return ok([v.to_dict() for v in await changing(s, s.registry.delete, ref)])
     return ok((await blocking(s, s.registry.version, ref)).to_dict())
 
 
@@ -191,13 +191,13 @@ async def alias(request: Request) -> Response:
     name = request.path_params["alias"]
     ref = _ref(request)
     if request.method == "DELETE":
-        await blocking(s, s.registry.remove_alias, ref, name)
+        await changing(s, s.registry.remove_alias, ref, name)
         return ok({"removed": name})
     doc = await _json(request)
     number = doc.get("version")
     if isinstance(number, bool) or not isinstance(number, int):
         raise InvalidArgument('the body must be {"version": N}')
-    return ok((await blocking(s, s.registry.set_alias, f"{ref}@{number}", name)).to_dict())
+    return ok((await changing(s, s.registry.set_alias, f"{ref}@{number}", name)).to_dict())
 
 
 async def resolve(request: Request) -> Response:
@@ -205,9 +205,15 @@ async def resolve(request: Request) -> Response:
     s = state(request)
     principal = await caller(request)
     ref = request.query_params.get("ref", "")
+    parsed = parse_reference(ref)
+    if parsed.project is not None:
+        # A project it may not see is refused before the registry is asked, and an id
+        # of one as if nothing had it: its models cannot be told from names nothing has.
+        principal.require("read", parsed.project)
     found = await blocking(s, s.registry.resolve, ref)
     project_name = getattr(found, "project", None) or CATALOG
-    principal.require("read", project_name if isinstance(project_name, str) else CATALOG)
+    if not principal.sees(project_name):
+        raise NotFound(f"no model or version has id {parsed.id}")
     doc = found.to_dict()
     doc["kind"] = "catalog" if isinstance(found, catalog.CatalogEntry) else "version"
     return ok(doc)
@@ -261,7 +267,7 @@ async def token(request: Request) -> Response:
     s = state(request)
     principal = await caller(request)
     principal.require("admin")
-    return ok((await blocking(s, s.registry.revoke_token, request.path_params["name"])).to_dict())
+    return ok((await changing(s, s.registry.revoke_token, request.path_params["name"])).to_dict())
 
 
 _P = "/api/v1/projects/{project}/models/{model}"

@@ -67,6 +67,18 @@ async def blocking(s: State, fn: Any, *args: Any, **kwargs: Any) -> Any:
     )
 
 
+async def changing(s: State, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """`blocking` for a call that changes what names resolve to or who a token is (an
+    upload, an alias, a delete, a revocation): the kept resolutions and tokens are dropped
+    once it is done, so the change holds from this server's next request on (a change
+    made by another process still takes up to their one-second TTL)."""
+    try:
+        return await blocking(s, fn, *args, **kwargs)
+    finally:
+        s.deployments.forget()
+        s.authenticator.forget()
+
+
 async def body(request: Request, cap: int) -> bytes:
     """The request's body, refused (413) as soon as it passes `cap` bytes: never buffered
     whole first. gzip and deflate bodies (tritonclient's compression) are inflated under
