@@ -37,6 +37,7 @@ except _metadata.PackageNotFoundError:  # a checkout that was never installed
 
 __all__ = [
     "AlreadyExists",
+    "Client",
     "ExecutionMode",
     "FuelExhausted",
     "GraphOptimizationLevel",
@@ -76,4 +77,6 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(".tools.backend", __name__)
     if name == "Registry":  # imported when asked for: it brings SQLAlchemy
         return importlib.import_module(".registry.registry", __name__).Registry
+    if name == "Client":  # a remote registry: it brings httpx
+        return importlib.import_module(".client", __name__).Client
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

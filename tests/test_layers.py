@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "registry.validate": 7,
     "registry.database": 8,
     "registry.registry": 9,
+    "client": 10,
     "serve.tensors": 10,
     "serve.metrics": 10,
     "serve.auth": 10,

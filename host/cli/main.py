@@ -32,13 +32,14 @@ from ..errors import (
     UnsupportedModel,
     WasmHostError,
 )
+from ..registry.catalog import CatalogEntry
 from ..registry.names import parse_reference
 from ..runtime.engine import manifest, wasmtime_version
 from ..runtime.isolate import RunStats
 from ..runtime.limits import Limits, format_size
 from ..runtime.session import InferenceSession, NodeArg
 from .registry import COMMANDS as REGISTRY_COMMANDS
-from .registry import open_registry
+from .registry import open_registry, server_client
 from .serve import COMMANDS as SERVE_COMMANDS
 
 #: Exit code per outcome, as README documents them.
@@ -127,11 +128,30 @@ def _limit_options(f: Any) -> Any:
     default=None,
     help="Where the registry keeps model bytes: a directory or s3://BUCKET/PREFIX.",
 )
-def cli(debug: bool, registry: str | None, blobs: str | None) -> None:
+@click.option(
+    "--server",
+    envvar="WASMHOST_SERVER",
+    default=None,
+    metavar="URL",
+    help="A wasmhost service (`wasmhost serve`): the registry's commands, and `run` by "
+    "reference, act on it instead of a local registry.",
+)
+@click.option(
+    "--token",
+    envvar="WASMHOST_TOKEN",
+    default=None,
+    metavar="T",
+    help="The bearer token for --server (`wasmhost token create`).",
+)
+def cli(
+    debug: bool, registry: str | None, blobs: str | None, server: str | None, token: str | None
+) -> None:
     """Run ONNX models in a sandboxed WebAssembly isolate (tract on wasmtime).
 
     MODEL is a file, or a registry reference: project/model, project/model@3,
-    project/model@ALIAS, a model id, or catalog/NAME.
+    project/model@ALIAS, a model id, or catalog/NAME. With --server URL, references
+    name the service's models: `run` runs them on the server; `inspect` and `bench`,
+    which load the model in this process, refuse them.
     """
 
 
@@ -155,7 +175,12 @@ def _open_model(model: str, limits: Limits) -> tuple[str | bytes, Limits, Path |
     """
     if Path(model).exists() or not _is_reference(model):
         return model, limits, None, Path(model).name
-    source = open_registry().source(model)
+    command = click.get_current_context().info_name
+    registry = open_registry(
+        local_only=f"{command} loads {model} in this process, and a --server's models run on "
+        f"the server (`wasmhost --server URL run {model} ...` runs it there)"
+    )
+    source = registry.source(model)
     ctx = click.get_current_context()
     given = {
         name: getattr(limits, name)
@@ -166,6 +191,40 @@ def _open_model(model: str, limits: Limits) -> tuple[str | bytes, Limits, Path |
 
 
 # --- run ------------------------------------------------------------------------
+
+
+def _remote_signature(client: Any, model: str) -> tuple[str, list[NodeArg], list[NodeArg]]:
+    """The version (or catalog entry) a reference names on the server: its exact
+    reference, inputs and outputs."""
+    target = client.resolve(model)
+    if isinstance(target, CatalogEntry):
+        onnx_type = {"float32": "tensor(float)", "float64": "tensor(double)"}
+
+        def arg(t: dict[str, Any]) -> NodeArg:
+            return NodeArg(
+                t["name"], onnx_type.get(t["dtype"], f"tensor({t['dtype']})"), t["shape"]
+            )
+
+        return target.reference, [arg(t) for t in target.inputs], [arg(t) for t in target.outputs]
+    return (
+        target.reference,
+        [NodeArg(t.name, t.type, t.shape) for t in target.inputs],
+        [NodeArg(t.name, t.type, t.shape) for t in target.outputs],
+    )
+
+
+def _refuse_local_options(model: str, stats: bool) -> None:
+    """`run --server` runs under the project's limits on the server, which reports no stats."""
+    ctx = click.get_current_context()
+    for name in ("memory", "timeout", "fuel", "load_fuel"):
+        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            option = "--" + name.replace("_", "-")
+            raise InvalidArgument(
+                f"{option}: the server runs {model} under its project's limits "
+                "(`wasmhost project set-limits`), not the command line's"
+            )
+    if stats:
+        raise InvalidArgument("--stats: a run on the server reports no stats")
 
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -352,15 +411,27 @@ def run(
     """Run MODEL on INPUT files in a sandbox.
 
     INPUT is `x.npy` (the model's inputs in order), `name=x.npy`, or one `.npz`
-    holding every input by name.
+    holding every input by name. With --server, a reference runs on the server (OIP v2),
+    under its project's limits.
     """
-    source, limits, module, label = _open_model(model, _limits(memory, timeout, fuel, load_fuel))
-    session = InferenceSession(source, limits=limits, module=module)
-    out_names = [o.name for o in session.get_outputs()]
-    _check_output_path(output, session.get_outputs())
-    feed = map_inputs(inputs, session.get_inputs())
-    arrays = session.run(None, feed)
-    run_stats = session.last_run_stats
+    limits = _limits(memory, timeout, fuel, load_fuel)
+    client = None if Path(model).exists() or not _is_reference(model) else server_client()
+    if client is not None:  # on the server, by OIP
+        _refuse_local_options(model, stats)
+        with client:
+            label, in_args, out_args = _remote_signature(client, model)
+            _check_output_path(output, out_args)
+            results = client.infer(label, map_inputs(inputs, in_args))
+        out_names, arrays = list(results), list(results.values())
+        run_stats = None
+    else:
+        source, limits, module, label = _open_model(model, limits)
+        session = InferenceSession(source, limits=limits, module=module)
+        out_names = [o.name for o in session.get_outputs()]
+        _check_output_path(output, session.get_outputs())
+        feed = map_inputs(inputs, session.get_inputs())
+        arrays = session.run(None, feed)
+        run_stats = session.last_run_stats
     if output:
         _write_output(output, out_names, arrays)
     if as_json:

@@ -1,16 +1,19 @@
 """The registry's commands: `runtime`, `project`, `model`, `catalog`, `config`, `registry`.
 
-Each prints a table, or JSON with `--json`. The registry is `--registry`/`--blobs` (or
-`WASMHOST_REGISTRY`/`WASMHOST_BLOBS`), else the directory `WASMHOST_HOME`, else the user
-data directory.
+Each prints a table, or JSON with `--json`. The registry is a service's with `--server`
+(and `--token`; or `WASMHOST_SERVER`, `WASMHOST_TOKEN`), through `wasmhost.Client`; else
+`--registry`/`--blobs` (or `WASMHOST_REGISTRY`/`WASMHOST_BLOBS`), else the directory
+`WASMHOST_HOME`, else the user data directory. What only works on the registry's own host
+(`runtime add`, `registry info|check|gc`) is refused with `--server`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -20,13 +23,42 @@ from ..registry.registry import Registry
 from ..registry.settings import SETTINGS
 from ..runtime.limits import Limits, format_size
 
+if TYPE_CHECKING:
+    from ..client import Client
+
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def open_registry() -> Registry:
-    """The registry the command line names (root options, environment, home)."""
-    params = click.get_current_context().find_root().params
-    return Registry(params.get("registry"), blobs=params.get("blobs"))
+def server_client() -> Client | None:
+    """The service `--server` (or `WASMHOST_SERVER`) names, with `--token`; None if none.
+
+    Raises InvalidArgument when `--registry` is given on the command line too.
+    """
+    root = click.get_current_context().find_root()
+    server = root.params.get("server")
+    if not server:
+        return None
+    if root.get_parameter_source("registry") is ParameterSource.COMMANDLINE:
+        raise InvalidArgument("--server and --registry name two registries: give one")
+    from ..client import Client
+
+    return Client(server, root.params.get("token"))
+
+
+def open_registry(*, local_only: str | None = None) -> Registry | Client:
+    """The registry the command line names: a service's (`--server`, a `Client` with the
+    same methods), else root options, environment, home.
+
+    `local_only`: why the command needs a registry in this process; with `--server` it
+    is refused (InvalidArgument) with that reason.
+    """
+    root = click.get_current_context().find_root()
+    if local_only and root.params.get("server"):
+        raise InvalidArgument(f"{local_only}: drop --server (or unset WASMHOST_SERVER)")
+    client = server_client()
+    if client is not None:
+        return client
+    return Registry(root.params.get("registry"), blobs=root.params.get("blobs"))
 
 
 def _console() -> Console:
@@ -88,7 +120,11 @@ def runtime_list(as_json: bool) -> None:
 @_json_option
 def runtime_add(name: str, module: str, version: str, description: str, as_json: bool) -> None:
     """Register MODULE (a guest .wasm of ABI v1) as runtime NAME."""
-    found = open_registry().register_runtime(name, module, version=version, description=description)
+    registry = open_registry(
+        local_only="runtime add registers a guest module in a registry on this host; "
+        "a server's runtimes are registered on its host"
+    )
+    found = registry.register_runtime(name, module, version=version, description=description)
     if as_json:
         _emit(found.to_dict())
     else:
@@ -399,7 +435,8 @@ def catalog_list(as_json: bool) -> None:
     """List the catalog's models."""
     from ..registry import catalog as entries
 
-    found = entries.entries()
+    client = server_client()
+    found = client.catalog() if client else list(entries.entries())
     if as_json:
         _emit([e.to_dict() for e in found])
         return
@@ -417,7 +454,9 @@ def catalog_show(name: str, as_json: bool) -> None:
     """Show catalog model NAME: source, licence, how to feed it, what it answers."""
     from ..registry import catalog as entries
 
-    found = entries.entry(name.removeprefix("catalog/"))
+    client = server_client()
+    get = client.catalog_entry if client else entries.entry
+    found = get(name.removeprefix("catalog/"))
     if as_json:
         _emit(found.to_dict())
         return
@@ -497,7 +536,11 @@ def registry_group() -> None:
 @_json_option
 def registry_info(as_json: bool) -> None:
     """Where the registry keeps its metadata and blobs."""
-    registry = open_registry()
+    registry = open_registry(
+        local_only="registry info shows where a registry on this host keeps its database "
+        "and blobs; a server's are on its host"
+    )
+    assert isinstance(registry, Registry)
     doc = {
         "database": registry.db.engine.url.render_as_string(hide_password=True),
         "blobs": registry.blobs.url,
@@ -515,7 +558,10 @@ def registry_info(as_json: bool) -> None:
 @_json_option
 def registry_check(deep: bool, as_json: bool) -> None:
     """Check the registry's integrity; exits 1 if anything is wrong."""
-    problems = open_registry().check(deep=deep)
+    problems = open_registry(
+        local_only="registry check reads a registry's database and blobs directly: "
+        "run it on the server's host"
+    ).check(deep=deep)
     if as_json:
         _emit({"problems": problems})
     else:
@@ -536,7 +582,10 @@ def registry_check(deep: bool, as_json: bool) -> None:
 @_json_option
 def registry_gc(grace: float, as_json: bool) -> None:
     """Remove what interrupted uploads and deletes left behind."""
-    done = open_registry().gc(grace)
+    done = open_registry(
+        local_only="registry gc deletes a registry's leftover files directly: "
+        "run it on the server's host"
+    ).gc(grace)
     if as_json:
         _emit(done)
     else:

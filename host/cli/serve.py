@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..registry.registry import Registry
 from ..runtime.limits import parse_size
 from .registry import _table, open_registry
 
@@ -32,10 +33,15 @@ def serve(
     The registry is --registry/--blobs (before `serve`), WASMHOST_REGISTRY or WASMHOST_HOME.
     Every route but /v2/health needs a token: `wasmhost token create`.
     """
+    registry = open_registry(
+        local_only="serve serves a registry of this host (--registry, WASMHOST_HOME); "
+        "--server names a remote service"
+    )
+    assert isinstance(registry, Registry)
     from ..serve.server import serve as run
 
     run(
-        open_registry(),
+        registry,
         host=host,
         port=port,
         auth=not no_auth,
