@@ -18,6 +18,26 @@ from .blobs import sha256_of
 from .names import CATALOG
 
 DIRECTORY = Path(__file__).resolve().parent / "catalog"
+#: Manifest fields that become CatalogEntry attributes (the rest go to `extra`).
+_KNOWN = frozenset(
+    [
+        "name",
+        "id",
+        "description",
+        "task",
+        "license",
+        "source",
+        "sha256",
+        "size",
+        "inputs",
+        "outputs",
+        "labels",
+        "metrics",
+        "file",
+        "reference",
+        "preprocess",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,11 @@ class CatalogEntry:
     metrics: dict[str, Any] = field(default_factory=dict)
     file: str = ""
     reference_file: str = ""
+    #: How to turn an image into the model's input (image classifiers): resize_shorter,
+    #: center_crop, color, layout, mean, std, resample...; empty for other models.
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    #: The manifest's other fields (sources, built_with, tokenizer, ...), as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reference(self) -> str:
@@ -88,6 +113,8 @@ class CatalogEntry:
             "outputs": self.outputs,
             "labels": self.labels,
             "metrics": self.metrics,
+            "preprocess": self.preprocess,
+            **self.extra,
         }
 
 
@@ -116,6 +143,8 @@ def entries() -> tuple[CatalogEntry, ...]:
             metrics=m.get("metrics", {}),
             file=m["file"],
             reference_file=m["reference"]["file"],
+            preprocess=m.get("preprocess", {}),
+            extra={k: v for k, v in m.items() if k not in _KNOWN},
         )
         for m in manifest["models"]
     )
