@@ -631,26 +631,20 @@ def _version(doc: dict[str, Any]) -> ModelVersion:
 
 
 def _catalog_entry(doc: dict[str, Any]) -> CatalogEntry:
+    """A catalog entry from its JSON (`to_dict`): the keys that are no field of this
+    wasmhost's `CatalogEntry` go to its `extra`; `file` and `reference_file` come from this
+    wasmhost's copy of the same entry (same id and sha256), if it has one."""
+    names = {f.name for f in dataclasses.fields(CatalogEntry)}
+    own = ("file", "reference_file", "extra")
+    fields = {k: v for k, v in doc.items() if k in names and k not in own}
+    if "extra" in names:
+        fields["extra"] = {k: v for k, v in doc.items() if k not in names and k != "reference"}
     local = next(
         (e for e in catalog.entries() if e.id == doc["id"] and e.sha256 == doc["sha256"]), None
     )
-    return CatalogEntry(
-        name=doc["name"],
-        id=doc["id"],
-        description=doc["description"],
-        task=doc["task"],
-        license=doc["license"],
-        source=doc["source"],
-        runtime=doc["runtime"],
-        sha256=doc["sha256"],
-        size=doc["size"],
-        inputs=doc["inputs"],
-        outputs=doc["outputs"],
-        labels=doc.get("labels", []),
-        metrics=doc.get("metrics", {}),
-        file=local.file if local else "",
-        reference_file=local.reference_file if local else "",
-    )
+    if local is not None:
+        fields.update(file=local.file, reference_file=local.reference_file)
+    return CatalogEntry(**fields)
 
 
 def _catalog_bytes(entry: CatalogEntry) -> bytes:
