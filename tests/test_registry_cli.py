@@ -209,3 +209,13 @@ def test_the_registry_option_and_a_child_process(tmp_path):
     assert (where / "registry.db").exists()
     proc = wasmhost_cli("--registry", where, "model", "show", "p/nope")
     assert_one_line_error(proc, EXIT_CODES["NotFound"], "nope")
+
+
+def test_service_limits_and_catalog_models_from_the_command_line(wh):
+    made = ok_json(wh("project", "create", "p", "--concurrency", "3", "--queue", "0", "--json"))
+    assert made["limits"] == {"concurrency": 3, "queue": 0}
+    error(wh("project", "set-limits", "p", "--concurrency", "0"), "InvalidArgument", "concurrency")
+    entry = catalog.entries()[0]
+    added = ok_json(wh("model", "upload", "p", "mine", entry.reference, "--json"))
+    assert (added["catalog"], added["sha256"]) == (entry.name, entry.sha256)
+    error(wh("model", "upload", "p", "x", "catalog/no-such-model"), "NotFound")

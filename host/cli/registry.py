@@ -10,6 +10,7 @@ Each prints a table, or JSON with `--json`. The registry is a service's with `--
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -134,7 +135,13 @@ def runtime_add(name: str, module: str, version: str, description: str, as_json:
 # --- project ----------------------------------------------------------------------
 
 
-def _limit_overrides(memory: str | None, timeout: str | None, fuel: int | None) -> dict:
+def _limit_overrides(
+    memory: str | None,
+    timeout: str | None,
+    fuel: int | None,
+    concurrency: int | None = None,
+    queue: int | None = None,
+) -> dict:
     given: dict[str, Any] = {}
     if memory is not None:
         given["memory"] = memory
@@ -151,10 +158,21 @@ def _limit_overrides(memory: str | None, timeout: str | None, fuel: int | None) 
     if fuel is not None:
         given["fuel"] = fuel
     Limits(**given)  # checks the values now, with the option's name in the message
+    for name, value, low in (("concurrency", concurrency, 1), ("queue", queue, 0)):
+        if value is not None:
+            if not low <= value <= 10_000:
+                raise InvalidArgument(f"--{name}: expected {low} to 10000, got {value}")
+            given[name] = value
     return given
 
 
 def _project_limit_options(f: Any) -> Any:
+    f = click.option(
+        "--queue", type=int, default=None, help="Service: requests that may wait per model."
+    )(f)
+    f = click.option(
+        "--concurrency", type=int, default=None, help="Service: runs at once per model."
+    )(f)
     f = click.option("--fuel", type=int, default=None, help="Default instructions per run.")(f)
     f = click.option("--timeout", default=None, help="Default seconds per guest call, or none.")(f)
     f = click.option("--memory", default=None, help="Default guest memory cap, e.g. 256MiB.")(f)
@@ -177,10 +195,12 @@ def project_create(
     memory: str | None,
     timeout: str | None,
     fuel: int | None,
+    concurrency: int | None,
+    queue: int | None,
     as_json: bool,
 ) -> None:
     """Create project NAME; its sessions default to the given limits."""
-    limits = _limit_overrides(memory, timeout, fuel) or None
+    limits = _limit_overrides(memory, timeout, fuel, concurrency, queue) or None
     found = open_registry().create_project(name, runtime=runtime_name, limits=limits)
     if as_json:
         _emit(found.to_dict())
@@ -231,12 +251,14 @@ def project_set_limits(
     memory: str | None,
     timeout: str | None,
     fuel: int | None,
+    concurrency: int | None,
+    queue: int | None,
     reset: bool,
     as_json: bool,
 ) -> None:
     """Set the default limits of project NAME's sessions."""
     registry = open_registry()
-    given = _limit_overrides(memory, timeout, fuel)
+    given = _limit_overrides(memory, timeout, fuel, concurrency, queue)
     if not reset:
         given = registry.project(name).limits | given
     found = registry.set_project_limits(name, given or None)
@@ -309,9 +331,14 @@ def model_upload(
     """Upload FILE as model NAME of PROJECT (the next version if NAME exists).
 
     The model is loaded in a sandbox under the project's limits first; a refusal stores
-    nothing.
+    nothing. FILE may be catalog/NAME (when no such file exists): the catalog model joins
+    the project without its bytes being copied.
     """
-    version = open_registry().upload(project_name, name, file, description=description)
+    registry = open_registry()
+    if file.startswith("catalog/") and not Path(file).exists():
+        version = registry.add_from_catalog(project_name, name, file, description=description)
+    else:
+        version = registry.upload(project_name, name, file, description=description)
     if as_json:
         _emit(version.to_dict())
     else:
