@@ -92,7 +92,11 @@ def check() -> int:
         return 1
     problems = []
     for m in models:
-        for listed in (m, m["reference"]):
+        # The model, its reference case and any other file an entry lists (a tokenizer's
+        # vocabulary...): each a dict with file, sha256 and size.
+        others = [v for k, v in m.items() if k != "reference" and isinstance(v, dict)]
+        others = [v for v in others if {"file", "sha256", "size"} <= v.keys()]
+        for listed in (m, m["reference"], *others):
             path = CATALOG / listed["file"]
             if not path.is_file():
                 problems.append(f"{m['name']}: {listed['file']} is missing")
