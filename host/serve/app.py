@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import WasmHostError
 from ..registry.registry import Registry
-from . import management, oip
+from . import dashboard, management, oip
 from .auth import Authenticator
 from .deployments import Deployments
 from .metrics import Metrics
@@ -84,7 +84,7 @@ def create_app(
         )
 
     app = Starlette(
-        routes=[*oip.ROUTES, *management.ROUTES, Route("/metrics", metrics)],
+        routes=[*oip.ROUTES, *management.ROUTES, Route("/metrics", metrics), *dashboard.ROUTES],
         lifespan=lifespan,
         middleware=[Middleware(_Measured, metrics=m)],
         exception_handlers={

@@ -27,6 +27,7 @@ from ..registry.registry import Registry
 from ..runtime.session import InferenceSession
 from .auth import Principal
 from .metrics import Metrics
+from .stats import Window
 
 #: A model's defaults when its project sets none.
 DEFAULT_CONCURRENCY = 2
@@ -89,6 +90,7 @@ class Deployments:
         self.metrics = metrics
         self.max_loaded = max_loaded
         self.limiter = anyio.CapacityLimiter(threads)
+        self.recent = Window()  # the dashboard's charts: the last runs of each model
         self._loaded: OrderedDict[str, Deployment] = OrderedDict()
         self._resolved: dict[tuple[str, str | None], tuple[float, Any]] = {}
         self._generation = 0  # bumped by forget(): a resolution begun before is not kept
@@ -254,16 +256,19 @@ class Deployments:
                     # The stats are the calling thread's: read them in the same thread.
                     return session.run(outputs, feeds), session.last_run_stats
 
+                outcome = "error:other"
                 try:
                     result, stats = await self._thread(run)
+                    outcome = "ok"
                 except WasmHostError as e:
+                    outcome = e.outcome
                     if e.fuzz_class.startswith(("trap", "timeout", "fuel")):
                         self.metrics.traps.labels(e.outcome).inc()
                     raise
                 finally:
-                    self.metrics.compute_seconds.labels(label).observe(
-                        time.perf_counter() - started
-                    )
+                    elapsed = time.perf_counter() - started
+                    self.metrics.compute_seconds.labels(label).observe(elapsed)
+                    self.recent.record(label, deployment.project, elapsed, outcome)
                 if stats is not None:
                     self.metrics.peak_memory.labels(label).set(stats.peak_memory)
                     if stats.fuel_consumed is not None:
