@@ -18,6 +18,8 @@ from ..errors import InvalidName
 
 NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 MAX_NAME = 100
+#: Largest version number a reference may name (a signed 64-bit integer's largest).
+MAX_VERSION = 2**63 - 1
 _NAME = re.compile(r"[a-zA-Z0-9_-]+")
 #: The catalog's project: reserved, read-only.
 CATALOG = "catalog"
@@ -102,9 +104,11 @@ def parse_reference(text: object) -> Reference:
         return Reference(project, model)
     if project == CATALOG:
         raise InvalidName(f"invalid reference {text!r}: catalog models have no versions")
-    if tail.isdigit():
+    if tail.isascii() and tail.isdigit():  # not "²", which int() refuses
         version = int(tail)
-        if version < 1:
-            raise InvalidName(f"invalid reference {text!r}: versions count from 1")
+        if not 1 <= version <= MAX_VERSION:  # past it: no database integer holds it
+            raise InvalidName(
+                f"invalid reference {text[:120]!r}: versions count from 1 to {MAX_VERSION}"
+            )
         return Reference(project, model, version=version)
     return Reference(project, model, alias=check_alias(tail))

@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import WasmHostError
+from ..errors import InvalidArgument, WasmHostError
 from ..registry.registry import Registry
 from . import dashboard, management, oip
 from .auth import Authenticator
@@ -30,6 +30,11 @@ from .metrics import Metrics
 from .web import State, caller, error_response, state
 
 log = logging.getLogger("wasmhost.serve")
+
+#: Largest request head (request line and headers) a route sees; past it, 431. (h11
+#: drops a connection whose head passes 64 KiB before it is complete; one that arrived
+#: whole in a single read, up to ~128 KiB on loopback, reaches the app and stops here.)
+MAX_HEAD = 64 * 1024
 
 
 async def metrics(request: Request) -> Response:
@@ -76,6 +81,12 @@ def create_app(
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail, "type": "http"}, status_code=exc.status_code)
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client closed its connection before its body was whole: nothing to answer,
+        # and no bug to log (the answer goes nowhere; metrics count it as a 400).
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return error_response(InvalidArgument("the client disconnected before its body ended"))
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(
@@ -90,6 +101,7 @@ def create_app(
         exception_handlers={
             WasmHostError: wasmhost_error,
             HTTPException: http_error,
+            ClientDisconnect: client_gone,
             Exception: internal_error,
         },
     )
@@ -97,9 +109,15 @@ def create_app(
     return app
 
 
+class RequestHeadTooLarge(InvalidArgument):
+    """A request head over MAX_HEAD (HTTP 431; its type says InvalidArgument)."""
+
+    http_status = 431
+
+
 class _Measured:
     """Counts requests by route template and status, and times them (pure ASGI: no
-    per-request task, unlike BaseHTTPMiddleware)."""
+    per-request task, unlike BaseHTTPMiddleware); refuses a head over MAX_HEAD."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -111,6 +129,15 @@ class _Measured:
             return
         started = time.perf_counter()
         status = 500
+        head = len(scope.get("raw_path") or b"") + len(scope["query_string"])
+        head += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        if head > MAX_HEAD:
+            refused = error_response(
+                RequestHeadTooLarge(f"the request head ({head} bytes) is over {MAX_HEAD} bytes")
+            )
+            await refused(scope, receive, send)
+            self.metrics.requests.labels(_route(scope), "431").inc()
+            return
 
         async def sending(message: Message) -> None:
             nonlocal status

@@ -30,7 +30,7 @@ async def _json(request: Request) -> dict[str, Any]:
     data = await body(request, 1 << 20)
     try:
         doc = json.loads(data or b"{}")
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
         raise InvalidArgument(f"the body is not JSON: {e}") from None
     if not isinstance(doc, dict):
         raise InvalidArgument("the body must be a JSON object")

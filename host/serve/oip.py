@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, InvalidName, NotFound
 from ..registry.catalog import CatalogEntry
 from ..registry.names import CATALOG
 from ..registry.records import ModelVersion
@@ -40,7 +40,10 @@ async def server_metadata(request: Request) -> Response:
 
 
 def _version(request: Request) -> str | None:
-    return request.path_params.get("version") or None
+    version = request.path_params.get("version") or None
+    if version is not None and not version.isascii():  # "²" is a digit int() refuses
+        raise InvalidName(f"invalid version {version[:40]!r}: a version number or an alias")
+    return version
 
 
 def _signature(target: ModelVersion | CatalogEntry) -> tuple[list[dict], list[dict]]:

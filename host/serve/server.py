@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
+import threading
 
 import uvicorn
 
@@ -50,7 +52,20 @@ def serve(
         # h11, whatever else is installed: its bound on a request's head is the one the
         # service documents and tests (httptools would be ~0.1 ms faster per request).
         http="h11",
-        h11_max_incomplete_event_size=64 * 1024,  # headers over 64 KiB: 431, never buffered
+        # A head still incomplete past 64 KiB: h11 drops the connection (never buffered);
+        # one that arrived whole is answered 431 by the app (app.MAX_HEAD).
+        h11_max_incomplete_event_size=64 * 1024,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    # uvicorn re-raises the signal that stopped it once it has shut down, which with the
+    # default disposition kills the process (exit -15 after a clean stop). A handler of
+    # our own is what uvicorn restores and re-raises to: SIGTERM then ends in exit 0.
+    server = uvicorn.Server(config)
+    if threading.current_thread() is not threading.main_thread():
+        server.run()  # uvicorn handles no signal there either
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -115,7 +115,7 @@ def decode(body: bytes, header_length: str | None) -> InferRequest:
         header, binary = body, memoryview(b"")
     try:
         doc = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # Recursion: nested deep
         raise _fail(f"the request is not JSON: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise _fail('the request must be a JSON object with a non-empty "inputs" list')
