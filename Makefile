@@ -14,14 +14,14 @@ demo: install
 test: install
 	$(PYTHON) scripts/wasm_manifest.py check
 	$(PYTHON) scripts/build_catalog.py check
-	$(PYTHON) -m ruff check host tests scripts
-	$(PYTHON) -m ruff format --check host tests scripts
+	$(PYTHON) -m ruff check host tests scripts examples
+	$(PYTHON) -m ruff format --check host tests scripts examples
 	cargo test -q --locked --no-default-features --manifest-path wasm_modules/tract_onnx_guest/Cargo.toml
 	$(PYTHON) -m pytest -q
 
 lint:
-	$(PYTHON) -m ruff check host tests scripts
-	$(PYTHON) -m ruff format --check host tests scripts
+	$(PYTHON) -m ruff check host tests scripts examples
+	$(PYTHON) -m ruff format --check host tests scripts examples
 
 # Rebuild the guest and its manifest (installs Debian's toolchain packages if missing).
 wasm:
