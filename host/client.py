@@ -322,9 +322,22 @@ class Client:
             )
         return _version(doc)
 
-    def add_from_catalog(self, project: str, name: str, entry: str, **kwargs: Any) -> NoReturn:
-        """Refused: the service's API has no route for it (`upload` copies bytes)."""
-        raise InvalidArgument(f"a catalog model is added to a project on {_LOCAL_ONLY}")
+    def add_from_catalog(
+        self,
+        project: str,
+        name: str,
+        entry: str,
+        *,
+        description: str | None = None,
+        user: str | None = None,
+    ) -> ModelVersion:
+        """Adds a catalog model to a project by reference (no bytes sent). Raises like
+        `Registry.add_from_catalog`; `user` is ignored (the server records the token)."""
+        check_name("model", name)
+        if project == CATALOG:
+            raise InvalidName("the catalog is read-only: add to a project of your own")
+        doc = {"name": name, "catalog": entry, "description": description}
+        return _version(self._json("POST", self._project_path(project) + "/models", json=doc))
 
     # ---- lookups --------------------------------------------------------------------
 

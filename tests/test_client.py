@@ -210,12 +210,29 @@ def test_health_and_lazy_export(server):
         assert repr(anonymous) == f"Client({server.url!r})"
 
 
+def test_catalog_models_join_a_project_remotely(client, store):
+    client.create_project("from-catalog")
+    try:
+        added = client.add_from_catalog("from-catalog", "iris", "catalog/iris-classifier")
+        assert added == store.version("from-catalog/iris@1")
+        assert added.catalog == "iris-classifier"
+        entry = catalog.entry("iris-classifier")
+        inputs, expected = entry.reference_case()
+        for _ in range(2):
+            got = client.infer("from-catalog.iris", inputs)
+            np.testing.assert_allclose(got["probabilities"], expected["probabilities"], rtol=1e-4)
+            np.testing.assert_array_equal(got["label"], expected["label"])
+        with pytest.raises(wasmhost.NotFound):
+            client.add_from_catalog("from-catalog", "x", "catalog/no-such-model")
+    finally:
+        client.delete_project("from-catalog")
+
+
 def test_refused_operations_say_why(client):
     for call in (
         lambda: client.register_runtime("x", b"\0asm"),
         lambda: client.check(),
         lambda: client.gc(),
-        lambda: client.add_from_catalog("p", "m", "iris-classifier"),
         lambda: client.source("p/m"),
         lambda: client.session("p/m"),
     ):

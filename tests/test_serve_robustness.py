@@ -525,6 +525,33 @@ def test_a_truncated_body_does_not_hang_the_server(server, http):
     assert_good_answers(http)
 
 
+def test_a_stalled_body_is_cut_off_with_408(home):
+    """A client that sends half a body and then nothing gets 408 after --body-timeout
+    (and an upload stalled the same way), while other requests are served."""
+    quick = start_server(home, "--body-timeout", "1")
+    try:
+        port = int(quick.url.rsplit(":", 1)[1])
+        for path, kind in (
+            (infer_url(), "application/json"),
+            ("/api/v1/projects/good/models", "multipart/form-data; boundary=b"),
+        ):
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {quick.admin}\r\n"
+                f"Content-Type: {kind}\r\nContent-Length: 1000\r\n\r\n"
+            ).encode()
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as stalled:
+                stalled.sendall(head + b"--b\r\n")
+                started = time.monotonic()
+                reply = stalled.recv(4096)
+                assert reply.startswith(b"HTTP/1.1 408"), reply
+                assert b'"type":"InvalidArgument"' in reply
+                assert time.monotonic() - started < 20
+        with quick.client() as c:
+            assert_good_answers(c)
+    finally:
+        assert quick.stop() == 0
+
+
 def test_huge_headers_are_refused(server, http):
     """A 100 KiB header: 431 from the app (h11 takes a head that arrives whole). A 1 MiB
     one: h11 drops the connection before the head is complete (a 400 if the client reads

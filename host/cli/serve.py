@@ -23,9 +23,21 @@ from .registry import _table, open_registry
 @click.option(
     "--max-request-size", default="64MiB", show_default=True, help="Largest infer request body."
 )
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds a request body may take to arrive (408 after that).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
-    host: str, port: int, no_auth: bool, threads: int | None, max_request_size: str, log_level: str
+    host: str,
+    port: int,
+    no_auth: bool,
+    threads: int | None,
+    max_request_size: str,
+    body_timeout: float,
+    log_level: str,
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 (tritonclient, KServe),
     the management API and /metrics. Stops cleanly on SIGTERM.
@@ -47,6 +59,7 @@ def serve(
         auth=not no_auth,
         threads=threads,
         max_request_size=parse_size(max_request_size, "--max-request-size"),
+        body_timeout=body_timeout,
         log_level=log_level,
     )
 

@@ -49,6 +49,7 @@ def create_app(
     auth: bool = True,
     threads: int | None = None,
     max_request_size: int = 64 * 1024**2,
+    body_timeout: float = 60.0,
     max_loaded: int = 32,
 ) -> Starlette:
     """The service over `registry`.
@@ -57,6 +58,7 @@ def create_app(
         auth: require bearer tokens (every route but health); False serves every caller
             as the operator (admin): only for a server bound to loopback.
         threads: the thread pool models run on (default: 2 x CPUs, at least 4).
+        body_timeout: seconds a request body may take to arrive (408 after that).
         max_request_size: largest infer request body, bytes (uploads: the registry's
             `max_model_size`).
         max_loaded: model versions kept loaded; the least recently used are closed.
@@ -65,7 +67,9 @@ def create_app(
     deployments = Deployments(
         registry, m, threads=threads or max(4, 2 * (os.cpu_count() or 1)), max_loaded=max_loaded
     )
-    shared = State(registry, deployments, m, auth, max_request_size, Authenticator(registry))
+    shared = State(
+        registry, deployments, m, auth, max_request_size, Authenticator(registry), body_timeout
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

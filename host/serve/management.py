@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ..errors import InvalidArgument, NotFound
 from ..registry import catalog
 from ..registry.names import CATALOG, parse_reference
-from .web import UploadTooLarge, blocking, body, caller, changing, ok, page, state
+from .web import UploadTooLarge, blocking, body, caller, changing, deadline, ok, page, state
 
 #: Room for a multipart form's boundaries, headers and small fields around the file.
 _FORM_OVERHEAD = 64 * 1024
@@ -87,6 +87,20 @@ async def models(request: Request) -> Response:
     principal.require("read", name)
     if request.method == "POST":
         principal.require("deploy", name)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            # {"name", "catalog": ENTRY, "description"}: a catalog model joins the project
+            # by reference, its bytes not copied.
+            doc = await _json(request)
+            version = await changing(
+                s,
+                s.registry.add_from_catalog,
+                name,
+                doc.get("name"),
+                str(doc.get("catalog", "")),
+                description=doc.get("description"),
+                user=principal.name,
+            )
+            return ok(version.to_dict(), 201)
         fields = await _form(request, await blocking(s, s.registry.get_setting, "max_model_size"))
         version = await changing(
             s,
@@ -124,7 +138,10 @@ async def _form(request: Request, cap: int) -> dict[str, Any]:
             yield chunk
 
     try:
-        form = await MultiPartParser(request.headers, capped(), max_files=1, max_fields=8).parse()
+        with deadline(state(request)):
+            form = await MultiPartParser(
+                request.headers, capped(), max_files=1, max_fields=8
+            ).parse()
     except MultiPartException as e:
         raise InvalidArgument(f"a malformed multipart form: {e.message}") from None
     fields: dict[str, Any] = {}

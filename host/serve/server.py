@@ -32,6 +32,7 @@ def serve(
     auth: bool = True,
     threads: int | None = None,
     max_request_size: int = 64 * 1024**2,
+    body_timeout: float = 60.0,
     log_level: str = "info",
 ) -> None:
     """Serves until SIGTERM/SIGINT.
@@ -42,7 +43,13 @@ def serve(
     if not auth and not is_loopback(host):
         raise InvalidArgument(f"--no-auth serves only on loopback (127.0.0.1), not on {host}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(registry, auth=auth, threads=threads, max_request_size=max_request_size)
+    app = create_app(
+        registry,
+        auth=auth,
+        threads=threads,
+        max_request_size=max_request_size,
+        body_timeout=body_timeout,
+    )
     config = uvicorn.Config(
         app,
         host=host,

@@ -4,11 +4,14 @@ the class carries."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +28,12 @@ class RequestTooLarge(InvalidArgument):
     """A request body over the route's cap (HTTP 413; its type says InvalidArgument)."""
 
     http_status = 413
+
+
+class BodyTimeout(InvalidArgument):
+    """A request body that did not arrive within the server's body timeout (HTTP 408)."""
+
+    http_status = 408
 
 
 class UploadTooLarge(InvalidModel):
@@ -44,6 +53,8 @@ class State:
     auth: bool
     max_request_size: int
     authenticator: Authenticator
+    #: Seconds a request's body may take to arrive: a stalled client is cut off.
+    body_timeout: float = 60.0
     stopping: bool = False
 
 
@@ -87,11 +98,12 @@ async def body(request: Request, cap: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise RequestTooLarge(f"the request body ({declared} bytes) is over the cap of {cap}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise RequestTooLarge(f"the request body is over the cap of {cap} bytes")
-        chunks.append(chunk)
+    with deadline(state(request)):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise RequestTooLarge(f"the request body is over the cap of {cap} bytes")
+            chunks.append(chunk)
     data = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding in ("gzip", "deflate"):
@@ -105,6 +117,16 @@ async def body(request: Request, cap: int) -> bytes:
     elif encoding not in ("", "identity"):
         raise InvalidArgument(f"unsupported Content-Encoding {encoding!r}")
     return data
+
+
+@contextlib.contextmanager
+def deadline(s: State) -> Iterator[None]:
+    """Raises BodyTimeout when the body takes longer than the server's body timeout."""
+    try:
+        with anyio.fail_after(s.body_timeout):
+            yield
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {s.body_timeout:g} s") from None
 
 
 def gzip_if_asked(request: Request, payload: bytes, headers: dict[str, str]) -> Response:
