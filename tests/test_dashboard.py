@@ -30,7 +30,7 @@ from PIL import Image
 from serve_support import LiveServer, start_server, wasmhost
 from servers import ServerUnavailable, unless_unavailable
 
-from wasmhost.errors import InvalidArgument, InvalidInput
+from wasmhost.errors import InvalidArgument, InvalidInput, InvalidModel
 from wasmhost.registry import catalog
 from wasmhost.serve import images
 from wasmhost.serve.stats import Window, percentile
@@ -135,7 +135,10 @@ def test_probabilities_and_top_k():
     assert kept.tolist() == [0.2, 0.7, 0.1]
     top = images.top_k(kept, ["a", "b"], 5)
     assert [(c["index"], c["label"]) for c in top] == [(1, "b"), (0, "a"), (2, "class 2")]
-    with pytest.raises(InvalidInput):
+    # Logits that happen to look like probabilities are softmaxed when known to be logits.
+    assert images.probabilities([0.2, 0.7, 0.1], normalized=False).tolist() != [0.2, 0.7, 0.1]
+    assert images.probabilities([3.0, 1.0], normalized=True).tolist() == [3.0, 1.0]
+    with pytest.raises(InvalidModel):  # the model's answer is at fault, not the caller
         images.probabilities([np.nan, 1.0])
 
 
@@ -644,3 +647,37 @@ def test_the_wheel_carries_the_page(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("index.html", "app.js", "style.css"):
         assert f"wasmhost/serve/static/{name}" in names
+
+
+def test_a_jpeg_with_damaged_exif_is_a_bad_image_not_a_crash():
+    """EXIF whose XPosition (a RATIONAL tag) holds text: Pillow reads it and raises
+    TypeError when exif_transpose writes the block back (found by the demo's fuzzing):
+    that is InvalidInput, never a 500."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Maker"  # Make, ASCII: its entry is renamed XPosition below
+    block = exif.tobytes()
+    make, xposition = b"\x01\x0f\x00\x02", b"\x01\x1e\x00\x02"  # tag, type 2 (ASCII)
+    if block[6:8] == b"II":  # little-endian
+        make, xposition = make[1::-1] + make[:1:-1], xposition[1::-1] + xposition[:1:-1]
+    assert block.count(make) == 1
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(
+        buffer, "JPEG", exif=block.replace(make, xposition)
+    )
+    spec = {
+        "resize_shorter": 48,
+        "center_crop": 32,
+        "color": "RGB",
+        "layout": "NCHW",
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+        "scale": 1.0,
+        "resample": "bilinear",
+    }
+    with pytest.raises(InvalidInput, match="damaged"):
+        images.preprocess(buffer.getvalue(), spec)

@@ -196,7 +196,11 @@ async def classify(request: Request) -> Response:
             "model": name,
             "version": deployment.version,
             "output": output,
-            "top": images.top_k(images.probabilities(scores), how["labels"], k),
+            "top": images.top_k(
+                images.probabilities(scores, normalized="prob" in output.lower() or None),
+                how["labels"],
+                k,
+            ),
             "ms": {
                 "preprocess": round((prepared - started) * 1000, 2),
                 "run": round((time.perf_counter() - prepared) * 1000, 2),
@@ -206,10 +210,12 @@ async def classify(request: Request) -> Response:
 
 
 def _scores(names: list[str], results: list[Any], classes: int) -> tuple[str, np.ndarray]:
-    """The output holding the class scores: the one with as many values as there are
-    labels, else the first floating-point one."""
+    """The output holding the class scores: one named like probabilities with as many
+    values as there are labels, else any with as many values, else the first
+    floating-point one."""
     arrays = [(n, r) for n, r in zip(names, results, strict=True) if isinstance(r, np.ndarray)]
     floats = [(n, r) for n, r in arrays if np.issubdtype(r.dtype, np.floating) and r.size > 1]
+    floats.sort(key=lambda nr: "prob" not in nr[0].lower())  # probabilities first, stably
     for n, r in floats:
         if classes and r.size == classes:
             return n, r

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgument, InvalidInput
+from ..errors import InvalidArgument, InvalidInput, InvalidModel
 
 #: Largest image decoded, in pixels (a 12-megapixel photo is 12e6).
 MAX_PIXELS = 40_000_000
@@ -175,8 +175,9 @@ def preprocess(
         raise InvalidInput(f"not an image of a known format ({', '.join(FORMATS)})") from None
     except Image.DecompressionBombError as e:
         raise InvalidInput(f"the image is too large to decode: {e}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InvalidInput(f"the image is damaged: {e}") from None
+    except Exception as e:
+        # TypeError, struct.error and more on damaged files: all of it is a bad image.
+        raise InvalidInput(f"the image is damaged: {type(e).__name__}: {e}") from None
     if spec["center_crop"] is not None:
         height, width = spec["center_crop"]
         shorter = spec["resize_shorter"]
@@ -205,13 +206,20 @@ def preprocess(
     return np.ascontiguousarray(pixels[None].astype(spec["dtype"]))
 
 
-def probabilities(scores: Any) -> np.ndarray:
-    """A classifier's one row of scores as probabilities: kept as they are when they
-    already are (each in [0, 1], summing to 1), else a softmax of them (logits)."""
+def probabilities(scores: Any, normalized: bool | None = None) -> np.ndarray:
+    """A classifier's one row of scores as probabilities: as they are when `normalized`
+    (an output that is probabilities), a softmax when not (logits); when unknown (None),
+    as they are only if they already are (each in [0, 1], summing to 1).
+
+    Raises InvalidModel for empty or non-finite scores (the model's answer, not the
+    caller's image, is at fault).
+    """
     row = np.asarray(scores, dtype=np.float64).reshape(-1)
     if row.size == 0 or not np.all(np.isfinite(row)):
-        raise InvalidInput("the model's scores are empty or not finite")
-    if row.min() >= 0 and row.max() <= 1 and abs(row.sum() - 1) < 1e-3:
+        raise InvalidModel("the model's scores are empty or not finite")
+    if normalized is None:
+        normalized = bool(row.min() >= 0 and row.max() <= 1 and abs(row.sum() - 1) < 1e-3)
+    if normalized:
         return row
     shifted = np.exp(row - row.max())
     return shifted / shifted.sum()
