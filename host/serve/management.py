@@ -91,12 +91,17 @@ async def models(request: Request) -> Response:
             # {"name", "catalog": ENTRY, "description"}: a catalog model joins the project
             # by reference, its bytes not copied.
             doc = await _json(request)
+            if not isinstance(doc.get("catalog"), str) or "name" not in doc:
+                raise InvalidArgument(
+                    'a JSON body adds a catalog model: {"name": ..., "catalog": ENTRY}; '
+                    "upload a file with multipart/form-data (file, name, description)"
+                )
             version = await changing(
                 s,
                 s.registry.add_from_catalog,
                 name,
                 doc.get("name"),
-                str(doc.get("catalog", "")),
+                doc["catalog"],
                 description=doc.get("description"),
                 user=principal.name,
             )
