@@ -171,3 +171,304 @@ def test_an_inconsistent_forest_is_invalid(changes, why):
             wasmhost.InferenceSession(forest(**changes)).run(
                 None, {"x": np.zeros((1, 2), np.float32)}
             )
+
+
+# --- The numeric ONNX-ML operators (issue 16, part 1): scikit-learn pipelines as
+# skl2onnx exports them, and hand-built nodes for attribute edge cases and refusals.
+# Labels are compared exactly, values to rtol 1e-5 (atol 1e-6 for values near zero:
+# probabilities and normalised features that are 0 or nearly).
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def sklearn_cases() -> dict:
+    """Each case: (estimator fitted on a bundled dataset, its input rows)."""
+    import warnings
+
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import (
+        Binarizer,
+        MaxAbsScaler,
+        MinMaxScaler,
+        Normalizer,
+        OneHotEncoder,
+        StandardScaler,
+    )
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    xd, yd = load_diabetes(return_X_y=True)
+    xd = xd.astype(np.float32)
+    holes = x.copy()
+    holes[::7, 1] = np.nan
+    holes[::5, 3] = np.nan
+    ints = (x * 2).astype(np.int64)
+
+    def logistic(scaler):
+        return make_pipeline(scaler, LogisticRegression(max_iter=1000)).fit(x, y), x
+
+    return {
+        "standard-scaler-logistic": logistic(StandardScaler()),
+        "minmax-scaler-logistic": logistic(MinMaxScaler()),
+        "maxabs-scaler-logistic": logistic(MaxAbsScaler()),
+        "normalizer-l1": (Normalizer("l1").fit(x), x),
+        "normalizer-l2": (Normalizer("l2").fit(x), x),
+        "normalizer-max": (Normalizer("max").fit(x), x),
+        "binarizer": (Binarizer(threshold=3.0).fit(x), x),
+        "simple-imputer-mean": (SimpleImputer().fit(holes), holes),
+        "simple-imputer-constant": (
+            SimpleImputer(strategy="constant", fill_value=-5.0).fit(holes),
+            holes,
+        ),
+        "linear-regression": (LinearRegression().fit(xd, yd), xd),
+        "ridge": (Ridge().fit(xd, yd), xd),
+        "one-hot-int": (
+            OneHotEncoder(handle_unknown="ignore").fit(ints[:100, :2]),
+            ints[:, :2],
+        ),
+    }
+
+
+SKLEARN = sklearn_cases()
+
+
+def export(estimator, x: np.ndarray) -> bytes:
+    from skl2onnx import to_onnx
+
+    options = {"zipmap": False} if hasattr(estimator, "predict_proba") else None
+    return to_onnx(estimator, x[:1], options=options).SerializeToString()
+
+
+def assert_matches_onnxruntime(model: bytes, feeds: dict, batches=None) -> None:
+    sess = wasmhost.InferenceSession(model)
+    name = next(iter(feeds))
+    x = feeds[name]
+    batches = batches or [x, x[:1], np.concatenate([x[::-1], x])]
+    for _ in range(2):
+        for batch in batches:
+            expected = reference(model, {**feeds, name: batch})
+            got = sess.run(None, {**feeds, name: batch})
+            assert_outputs_equal(got, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("case", list(SKLEARN))
+def test_sklearn_numeric_models_match_onnxruntime(case):
+    estimator, x = SKLEARN[case]
+    model = export(estimator, x)
+    ops = {n.op_type for n in onnx.load_from_string(model).graph.node}
+    assert ops & {
+        "Scaler",
+        "Normalizer",
+        "Binarizer",
+        "Imputer",
+        "LinearRegressor",
+        "OneHotEncoder",
+        "ArrayFeatureExtractor",
+    } or case.startswith("minmax"), ops
+    assert_matches_onnxruntime(model, {"X": x})
+
+
+def node_model(op: str, inputs: list, outputs: list, initializers=(), **attrs) -> bytes:
+    node = helper.make_node(
+        op,
+        [i.name for i in inputs] + [t.name for t in initializers],
+        ["y"],
+        domain="ai.onnx.ml",
+        **attrs,
+    )
+    graph = helper.make_graph([node], "g", inputs, outputs, initializer=list(initializers))
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+def vi(name: str, dtype=TensorProto.FLOAT, shape=(None, 4)):
+    return helper.make_tensor_value_info(name, dtype, list(shape))
+
+
+def unary(op: str, dtype=TensorProto.FLOAT, out=TensorProto.FLOAT, features=4, **attrs) -> bytes:
+    return node_model(op, [vi("x", dtype, (None, features))], [vi("y", out, (None, None))], **attrs)
+
+
+R = np.array([[1.5, -2.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0], [-1.0, -3.0, -0.5, -2.0]], np.float32)
+NANS = np.array([[np.nan, 1.0, 2.0, np.nan], [3.0, np.nan, -1.0, 0.0]], np.float32)
+INTS = np.array([[0, 5, -1, 3], [-1, -1, 2, 7]], np.int64)
+
+EDGES = {
+    "scaler-one-value": (unary("Scaler", offset=[1.0], scale=[2.0]), R),
+    "scaler-per-feature": (unary("Scaler", offset=[1, 2, 3, 4.0], scale=[0.5, -1, 2, 0]), R),
+    "scaler-int64": (unary("Scaler", TensorProto.INT64, offset=[1.0], scale=[0.5]), INTS),
+    "scaler-double": (
+        unary("Scaler", TensorProto.DOUBLE, offset=[1.0], scale=[0.5]),
+        R.astype(np.float64),
+    ),
+    # A zero row, and a row whose largest value is negative (MAX divides by it).
+    "normalizer-max": (unary("Normalizer", norm="MAX"), R),
+    "normalizer-l1": (unary("Normalizer", norm="L1"), R),
+    "normalizer-l2": (unary("Normalizer", norm="L2"), R),
+    "binarizer": (unary("Binarizer", out=TensorProto.FLOAT, threshold=0.0), R),
+    "imputer-nan-per-feature": (
+        unary("Imputer", imputed_value_floats=[9, 8, 7, 6.0], replaced_value_float=float("nan")),
+        NANS,
+    ),
+    "imputer-value": (unary("Imputer", imputed_value_floats=[9.0], replaced_value_float=0.0), R),
+    "imputer-int64": (
+        unary(
+            "Imputer",
+            TensorProto.INT64,
+            TensorProto.INT64,
+            imputed_value_int64s=[42],
+            replaced_value_int64=-1,
+        ),
+        INTS,
+    ),
+    "one-hot-unknown-zeros": (
+        unary("OneHotEncoder", TensorProto.INT64, cats_int64s=[5, -1, 7], zeros=1),
+        INTS,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGES))
+def test_numeric_node_edge_cases_match_onnxruntime(case):
+    model, x = EDGES[case]
+    assert_matches_onnxruntime(model, {"x": x})
+
+
+def test_array_feature_extractor_and_feature_vectorizer_match_onnxruntime():
+    idx = helper.make_tensor("idx", TensorProto.INT64, [3], [3, 0, 3])
+    afe = node_model("ArrayFeatureExtractor", [vi("x")], [vi("y", shape=(None, 3))], [idx])
+    assert_matches_onnxruntime(afe, {"x": R})
+    afe_int = node_model(
+        "ArrayFeatureExtractor",
+        [vi("x", TensorProto.INT64)],
+        [vi("y", TensorProto.INT64, (None, 3))],
+        [idx],
+    )
+    assert_matches_onnxruntime(afe_int, {"x": INTS})
+    # Indices as an input: a 1-D X gives one row.
+    afe_1d = node_model(
+        "ArrayFeatureExtractor",
+        [vi("x", shape=(4,)), vi("i", TensorProto.INT64, (2,))],
+        [vi("y", shape=(1, 2))],
+    )
+    sess = wasmhost.InferenceSession(afe_1d)
+    feeds = {"x": R[0], "i": np.array([2, 1], np.int64)}
+    for _ in range(2):
+        assert_outputs_equal(sess.run(None, feeds), reference(afe_1d, feeds), rtol=RTOL, atol=ATOL)
+
+    fv = node_model(
+        "FeatureVectorizer",
+        [vi("a", shape=(None, 4)), vi("b", shape=(None, 4))],
+        [vi("y", shape=(None, 8))],
+        inputdimensions=[4, 4],
+    )
+    sess = wasmhost.InferenceSession(fv)
+    for _ in range(2):
+        for n in (1, 2):
+            feeds = {"a": R[:n], "b": NANS[:n]}
+            assert_outputs_equal(sess.run(None, feeds), reference(fv, feeds), rtol=RTOL, atol=ATOL)
+
+
+REFUSALS = [
+    (
+        unary("Scaler", offset=[1.0, 2.0, 3.0], scale=[1.0]),
+        R,
+        "offset has 3 values for an input of 4 features",
+    ),
+    (unary("Scaler", offset=[1.0], scale=[1.0, 2.0]), R, "scale has 2 values for an input of 4"),
+    (unary("Normalizer", norm="L3"), R, "norm is 'L3'"),
+    (
+        unary("Imputer", imputed_value_floats=[1.0], imputed_value_int64s=[1]),
+        R,
+        "exactly one of imputed_value_floats and imputed_value_int64s",
+    ),
+    (
+        unary("Imputer", imputed_value_floats=[1.0, 2.0]),
+        R,
+        "imputed values has 2 values for an input of 4",
+    ),
+    (
+        unary("Imputer", TensorProto.INT64, TensorProto.INT64, imputed_value_floats=[1.0]),
+        INTS,
+        "imputed values are of the other type",
+    ),
+    (
+        node_model(
+            "ArrayFeatureExtractor",
+            [vi("x")],
+            [vi("y", shape=(None, 1))],
+            [helper.make_tensor("idx", TensorProto.INT64, [1], [4])],
+        ),
+        R,
+        "index 4 is out of range for an input of 4 features",
+    ),
+    (
+        node_model("FeatureVectorizer", [vi("x")], [vi("y", shape=(None, 3))], inputdimensions=[3]),
+        R,
+        "input 0 has 4 features, but inputdimensions says 3",
+    ),
+    (
+        node_model(
+            "FeatureVectorizer", [vi("x")], [vi("y", shape=(None, 3))], inputdimensions=[4, 4]
+        ),
+        R,
+        "2 inputdimensions for 1 inputs",
+    ),
+    (unary("OneHotEncoder", TensorProto.INT64, cats_int64s=[1], zeros=2), INTS, "zeros is 2"),
+    (
+        unary("OneHotEncoder", TensorProto.INT64),
+        INTS,
+        "exactly one of cats_int64s and cats_strings",
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "x", "why"), REFUSALS)
+def test_inconsistent_numeric_nodes_are_invalid(model, x, why):
+    for _ in range(2):
+        with pytest.raises(wasmhost.InvalidModel, match=why):
+            wasmhost.InferenceSession(model).run(None, {"x": x})
+
+
+def test_binarizer_refuses_nan_as_onnxruntime_does():
+    model = unary("Binarizer", threshold=1.5)
+    with pytest.raises(Exception, match="NaN"):
+        reference(model, {"x": NANS})
+    sess = wasmhost.InferenceSession(model)
+    for _ in range(2):
+        with pytest.raises(wasmhost.WasmHostError, match="holds NaN"):
+            sess.run(None, {"x": NANS})
+        assert_outputs_equal(sess.run(None, {"x": R}), reference(model, {"x": R}))
+
+
+def test_string_categories_are_unsupported_until_strings_exist():
+    model = unary("OneHotEncoder", TensorProto.INT64, cats_strings=["a", "b"])
+    with pytest.raises(wasmhost.UnsupportedModel, match=r"cats_strings.*string tensors"):
+        wasmhost.InferenceSession(model).run(None, {"x": INTS})
+
+
+def test_a_refused_pipeline_does_not_name_zipmap():
+    """A classifier pipeline ending in ZipMap whose model is refused for another operator
+    names that operator, not ZipMap (which the host lifts)."""
+    from sklearn.datasets import load_iris
+    from sklearn.svm import SVC
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    from skl2onnx import to_onnx
+
+    model = to_onnx(SVC(probability=True).fit(x, y), x[:1]).SerializeToString()
+    assert "ZipMap" in {n.op_type for n in onnx.load_from_string(model).graph.node}
+    try:
+        sess = wasmhost.InferenceSession(model)
+    except wasmhost.UnsupportedModel as e:
+        assert "ZipMap" not in str(e)
+        assert "SVMClassifier" in str(e)
+    else:
+        labels, _ = sess.run(None, {"X": x})
+        expected = reference(model, {"X": x})
+        np.testing.assert_array_equal(labels, expected[0])

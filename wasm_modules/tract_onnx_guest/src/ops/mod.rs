@@ -8,6 +8,7 @@ mod if_fold;
 mod lrn;
 mod maxpool;
 mod ml_linear;
+mod ml_numeric;
 mod ml_tree;
 mod rnn_shapes;
 mod slices;
@@ -18,6 +19,7 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
     maxpool::register(onnx);
     if_fold::register(onnx);
     ml_linear::register(onnx);
+    ml_numeric::register(onnx);
     ml_tree::register(onnx);
     rnn_shapes::register(onnx);
 }
