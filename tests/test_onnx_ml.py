@@ -472,3 +472,153 @@ def test_a_refused_pipeline_does_not_name_zipmap():
         labels, _ = sess.run(None, {"X": x})
         expected = reference(model, {"X": x})
         np.testing.assert_array_equal(labels, expected[0])
+
+
+def regressor_cases() -> dict:
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingRegressor,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import DecisionTreeRegressor
+
+    x, y = load_diabetes(return_X_y=True)
+    x = x.astype(np.float32)
+    y2 = np.stack([y, -y / 3], axis=1)
+    holes = x.copy()
+    holes[::9, 2] = np.nan
+    return {
+        "random-forest": (RandomForestRegressor(20, max_depth=6, random_state=0).fit(x, y), x),
+        "random-forest-2-targets": (
+            RandomForestRegressor(10, max_depth=5, random_state=0).fit(x, y2),
+            x,
+        ),
+        "gradient-boosting": (
+            GradientBoostingRegressor(n_estimators=50, random_state=0).fit(x, y),
+            x,
+        ),
+        "extra-trees": (ExtraTreesRegressor(10, max_depth=8, random_state=0).fit(x, y), x),
+        "decision-tree": (DecisionTreeRegressor(random_state=0).fit(x, y), x),
+        # scikit-learn's trees send NaN down a learnt side: missing_value_tracks_true.
+        "decision-tree-nan": (
+            DecisionTreeRegressor(max_depth=6, random_state=0).fit(holes, y),
+            holes,
+        ),
+    }
+
+
+REGRESSORS = regressor_cases()
+
+
+@pytest.mark.parametrize("case", list(REGRESSORS))
+def test_sklearn_tree_regressors_match_onnxruntime(case):
+    estimator, x = REGRESSORS[case]
+    model = export(estimator, x)
+    ops = {n.op_type for n in onnx.load_from_string(model).graph.node}
+    assert "TreeEnsembleRegressor" in ops, ops
+    assert_matches_onnxruntime(model, {"X": x})
+
+
+def regressor_forest(**changes) -> bytes:
+    """Two trees over 2 features and 2 targets, with attributes changed."""
+    attrs = {
+        "nodes_treeids": [0, 0, 0, 1, 1, 1, 1, 1],
+        "nodes_nodeids": [0, 1, 2, 0, 1, 2, 3, 4],
+        "nodes_featureids": [0, 0, 0, 1, 0, 0, 0, 0],
+        "nodes_values": [0.5, 0.0, 0.0, 1.0, -0.25, 0.0, 0.0, 0.0],
+        "nodes_modes": [
+            "BRANCH_LEQ",
+            "LEAF",
+            "LEAF",
+            "BRANCH_GT",
+            "BRANCH_LT",
+            "LEAF",
+            "LEAF",
+            "LEAF",
+        ],
+        "nodes_truenodeids": [1, 0, 0, 1, 3, 0, 0, 0],
+        "nodes_falsenodeids": [2, 0, 0, 2, 4, 0, 0, 0],
+        "nodes_missing_value_tracks_true": [1, 0, 0, 0, 0, 0, 0, 0],
+        "target_treeids": [0, 0, 0, 1, 1, 1, 1],
+        "target_nodeids": [1, 2, 2, 2, 3, 4, 4],
+        "target_ids": [0, 0, 1, 0, 1, 0, 1],
+        "target_weights": [1.5, -2.0, 0.25, 3.0, -1.0, 0.5, 4.0],
+        "n_targets": 2,
+        "base_values": [0.1, -0.2],
+    }
+    attrs.update(changes)
+    return node_model(
+        "TreeEnsembleRegressor",
+        [vi("x", shape=(None, 2))],
+        [vi("y", shape=(None, 2))],
+        **attrs,
+    )
+
+
+FOREST_X = np.array(
+    [[0.0, 0.0], [1.0, 2.0], [0.2, 1.5], [-1.0, 0.5], [np.nan, 3.0], [0.7, np.nan], [0.5, 1.0]],
+    np.float32,
+)
+
+
+@pytest.mark.parametrize("aggregate", ["SUM", "AVERAGE", "MIN", "MAX"])
+@pytest.mark.parametrize("post", ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"])
+def test_tree_regressor_aggregates_and_transforms_match_onnxruntime(aggregate, post):
+    model = regressor_forest(aggregate_function=aggregate, post_transform=post)
+    assert_matches_onnxruntime(model, {"x": FOREST_X})
+
+
+def test_tree_regressor_without_base_values_and_one_target():
+    one = regressor_forest(
+        target_treeids=[0, 0, 1, 1],
+        target_nodeids=[1, 2, 3, 4],
+        target_ids=[0] * 4,
+        target_weights=[1.5, -2.0, -1.0, 0.5],
+        n_targets=1,
+        base_values=[0.0],
+    )
+    m = onnx.load_from_string(one)
+    attributes = m.graph.node[0].attribute
+    attributes.remove(next(a for a in attributes if a.name == "base_values"))
+    m.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 1
+    assert_matches_onnxruntime(m.SerializeToString(), {"x": FOREST_X})
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"target_ids": [0, 0, 1, 0, 1, 0, 2]}, "target id 2 is not one of the 2 targets"),
+        ({"target_nodeids": [1, 2, 2, 2, 3, 4, 0]}, "node 0 of tree 1, which is not a leaf"),
+        ({"target_nodeids": [1, 2, 2, 2, 3, 4, 9]}, "node 9 of tree 1, which the tree lacks"),
+        ({"base_values": [0.1]}, "1 base_values for 2 targets"),
+        ({"aggregate_function": "MEDIAN"}, "aggregate_function is 'MEDIAN'"),
+        ({"post_transform": "SOFTPLUS"}, "post_transform is 'SOFTPLUS'"),
+        ({"nodes_truenodeids": [1, 0, 0, 0, 3, 0, 0, 0]}, "reached twice"),
+        (
+            {"nodes_falsenodeids": [7, 0, 0, 2, 4, 0, 0, 0]},
+            "branches to node 7, which the tree lacks",
+        ),
+        ({"nodes_nodeids": [0, 1, 1, 0, 1, 2, 3, 4]}, "node 1 of tree 0 is given twice"),
+        ({"nodes_values": [0.5, 0.0, 0.0]}, "nodes_values has 3 entries for 8 nodes"),
+        ({"nodes_featureids": [0, 0, 0, 2, 0, 0, 0, 0]}, "reads feature 2, but the input has 2"),
+        ({"nodes_modes": ["BRANCH_LEQ", "LEAF", "LEAF", "BRANCH_XX"] + ["LEAF"] * 4}, "mode"),
+        ({"n_targets": 0}, "n_targets is 0"),
+    ],
+)
+def test_an_inconsistent_tree_regressor_is_invalid(changes, why):
+    for _ in range(2):
+        with pytest.raises(wasmhost.InvalidModel, match=why):
+            wasmhost.InferenceSession(regressor_forest(**changes)).run(None, {"x": FOREST_X})
+
+
+def test_a_leaf_weighing_a_target_twice_is_unsupported():
+    """onnxruntime adds both weights with several targets and only the first with one."""
+    model = regressor_forest(target_ids=[0, 0, 0, 0, 1, 0, 1])
+    with pytest.raises(wasmhost.UnsupportedModel, match="weighs target 0 twice"):
+        wasmhost.InferenceSession(model)
+
+
+def test_tree_regressor_probit_is_unsupported():
+    with pytest.raises(wasmhost.UnsupportedModel, match="PROBIT"):
+        wasmhost.InferenceSession(regressor_forest(post_transform="PROBIT"))

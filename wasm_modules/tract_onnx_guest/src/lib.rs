@@ -3,6 +3,7 @@
 //! `_initialize` once, then `wh_load` and `wh_run` with msgpack requests.
 
 pub mod dtypes;
+pub mod ml_forest;
 pub mod ml_kernels;
 pub mod wire;
 
