@@ -17,6 +17,9 @@ session are not independent (state kept from one run to the next).
 
 `--check FILE` exits 1 when a case listed in FILE (one id per line) does not pass in
 wasmhost, and lists new passes so that the file can be raised (`--write-expected FILE`).
+
+`--suites sklearn` runs the scikit-learn corpus instead (scripts/sklearn_corpus.py: skl2onnx
+exports checked against onnxruntime; `--check tests/conformance/sklearn_passes.txt`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import numpy as np
 import onnx
 
 SUITES = ("node", "simple", "pytorch-converted", "pytorch-operator", "light")
+CORPUS = "sklearn"  # scripts/sklearn_corpus.py, run on its own
 ENGINES = ("wasmhost", "tract", "onnxruntime")
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 CASE_SECONDS = 300.0
@@ -655,7 +659,7 @@ def check_expected(path: Path, results: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--suites", default=",".join(SUITES))
+    parser.add_argument("--suites", default=",".join(SUITES), help=f"or {CORPUS}")
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", help="regular expression on case ids")
@@ -667,6 +671,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     suites = [s for s in args.suites.split(",") if s]
     engines = [e for e in args.engines.split(",") if e]
+    if CORPUS in suites:
+        if suites != [CORPUS]:
+            parser.error(f"the {CORPUS} corpus runs on its own: --suites {CORPUS}")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import sklearn_corpus
+
+        return sklearn_corpus.run(args, argv)
     for name, allowed in ((suites, SUITES), (engines, ENGINES)):
         if bad := set(name) - set(allowed):
             parser.error(f"unknown {sorted(bad)}; choose from {', '.join(allowed)}")

@@ -201,6 +201,31 @@ def test_string_labels_are_lifted_but_tract_cannot_make_string_tensors():
         sess.run(None, {"X": np.zeros((1, 4), np.float32)})
 
 
+def test_a_classifier_refused_after_zipmap_is_lifted_says_why(monkeypatch):
+    """When ZipMap was all the guest named at first, the refusal is the one for the rest of
+    the model (a binary GradientBoostingClassifier's two base values, for tract 0.23.9),
+    never 'ZipMap not supported'."""
+    from wasmhost.runtime import session
+
+    model = classifier(np.array([0, 1, 2] * 10))
+    real = session.Isolate
+    calls = []
+
+    def isolate(model_bytes, *args, **kwargs):
+        calls.append(model_bytes)
+        if len(calls) == 1:
+            raise wasmhost.UnsupportedModel("operator not supported by tract: ai.onnx.ml:ZipMap")
+        if len(calls) == 2:
+            raise wasmhost.InvalidModel("attribute 'base_values': expected length 1, got 2")
+        return real(model_bytes, *args, **kwargs)
+
+    monkeypatch.setattr(session, "Isolate", isolate)
+    with pytest.raises(wasmhost.InvalidModel, match="'base_values': expected length 1") as e:
+        wasmhost.InferenceSession(model)
+    assert "ZipMap" not in str(e.value)
+    assert calls[0] == model and calls[1] != model  # the second try had ZipMap lifted out
+
+
 def test_no_child_process_for_operators_no_rewrite_could_help(monkeypatch):
     """Only ZipMap and operators with an ONNX function definition are worth a child
     process; a refusal naming others (Unique, a Scaler) is final at once."""

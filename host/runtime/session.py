@@ -188,9 +188,12 @@ class InferenceSession:
                 raise
             try:
                 first = Isolate(done.model, self.limits, module=self._module)
-            except (UnsupportedModel, InvalidModel):
+            except (UnsupportedModel, InvalidModel) as again:
                 # The operators the user wrote are the ones to name; ZipMap is not one
-                # of the reasons: it is supported (lifted out).
+                # of the reasons: it is supported (lifted out). When it was the only one
+                # named, the reason is what the guest found in the rest of the model.
+                if all(op == rewrite.ZIPMAP for op in ops):
+                    raise again from None
                 raise type(refused)(rewrite.without_supported(str(refused))) from None
             self._model, self.expanded_functions, self._zipmaps = (
                 done.model,
