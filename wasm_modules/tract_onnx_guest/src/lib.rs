@@ -5,6 +5,7 @@
 pub mod dtypes;
 pub mod ml_forest;
 pub mod ml_kernels;
+pub mod ml_svm;
 pub mod wire;
 
 #[cfg(feature = "tract")]

@@ -12,6 +12,7 @@ mod ml_numeric;
 mod ml_tree;
 mod rnn_shapes;
 mod slices;
+mod svm;
 mod tree_regressor;
 
 /// Registers every op of ours in `onnx`, each over tract's builder for its name.
@@ -24,4 +25,5 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
     ml_tree::register(onnx);
     rnn_shapes::register(onnx);
     tree_regressor::register(onnx);
+    svm::register(onnx);
 }
