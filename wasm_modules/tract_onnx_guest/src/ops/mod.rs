@@ -13,6 +13,7 @@ mod ml_tree;
 mod rnn_shapes;
 mod slices;
 mod svm;
+mod tree_ensemble;
 mod tree_regressor;
 
 /// Registers every op of ours in `onnx`, each over tract's builder for its name.
@@ -26,4 +27,5 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
     rnn_shapes::register(onnx);
     tree_regressor::register(onnx);
     svm::register(onnx);
+    tree_ensemble::register(onnx);
 }

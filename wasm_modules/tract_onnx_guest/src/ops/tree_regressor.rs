@@ -56,7 +56,13 @@ fn parse(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Infere
             Refusal::Unsupported(m) => ModelError::Unsupported(format!("{what}: {m}")).into(),
         }
     })?;
-    Ok((expand(Hir(TreeRegressor { what, forest: Arc::new(forest) })), vec![]))
+    Ok((op(what, forest, false), vec![]))
+}
+
+/// The op for `forest`; `float_only` for ai.onnx.ml 5's `TreeEnsemble`, whose output is
+/// of its input's type (only float is implemented).
+pub(super) fn op(what: String, forest: Forest, float_only: bool) -> Box<dyn InferenceOp> {
+    expand(Hir(TreeRegressor { what, forest: Arc::new(forest), float_only }))
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +70,7 @@ struct Hir(TreeRegressor);
 
 impl Expansion for Hir {
     fn name(&self) -> StaticName {
-        "TreeEnsembleRegressor".into()
+        self.0.name()
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(
@@ -95,13 +101,14 @@ impl Expansion for Hir {
 struct TreeRegressor {
     what: String,
     forest: Arc<Forest>,
+    float_only: bool,
 }
 
 impl Eq for TreeRegressor {}
 
 impl Op for TreeRegressor {
     fn name(&self) -> StaticName {
-        "TreeEnsembleRegressor".into()
+        if self.float_only { "TreeEnsemble" } else { "TreeEnsembleRegressor" }.into()
     }
 
     op_as_typed_op!();
@@ -137,6 +144,13 @@ impl TypedOp for TreeRegressor {
         }
         if !(1..=2).contains(&x.rank()) {
             bail!("{}: the input must be of rank 1 or 2, not {}", self.what, x.rank());
+        }
+        if self.float_only && x.datum_type != DatumType::F32 {
+            return Err(ModelError::Unsupported(format!(
+                "{}: an input of {:?} is not implemented (only float)",
+                self.what, x.datum_type
+            ))
+            .into());
         }
         if let Some(w) = x.shape.last().and_then(|d| d.to_usize().ok()) {
             if w < self.forest.features {
