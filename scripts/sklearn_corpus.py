@@ -142,10 +142,12 @@ def _specs() -> list[Spec]:
     )
     from sklearn import preprocessing as pre
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA, TruncatedSVD
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.feature_selection import SelectKBest, VarianceThreshold
     from sklearn.impute import SimpleImputer
+    from sklearn.mixture import GaussianMixture
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
 
@@ -260,6 +262,12 @@ def _specs() -> list[Spec]:
              lambda: ensemble.AdaBoostRegressor(n_estimators=10, random_state=r), "diabetes"),
         Spec("isolation-forest", "IsolationForest",
              lambda: ensemble.IsolationForest(n_estimators=10, random_state=r), "wine"),
+        Spec("local-outlier-factor", "LocalOutlierFactor (novelty=True)",
+             lambda: neighbors.LocalOutlierFactor(novelty=True), "wine",
+             prepare=_standardize),
+        Spec("kmeans", "KMeans", lambda: KMeans(3, n_init=3, random_state=r), "iris"),
+        Spec("gaussian-mixture", "GaussianMixture",
+             lambda: GaussianMixture(3, random_state=r), "iris"),
         # linear regressors and kernels
         Spec("linear-regression", "LinearRegression", linear_model.LinearRegression, "diabetes"),
         Spec("ridge", "Ridge", linear_model.Ridge, "diabetes"),
@@ -267,6 +275,10 @@ def _specs() -> list[Spec]:
         Spec("elastic-net", "ElasticNet", lambda: linear_model.ElasticNet(alpha=0.01),
              "diabetes"),
         Spec("svr", "SVR (rbf)", lambda: svm.SVR(C=10.0), "diabetes"),
+        Spec("nu-svr", "NuSVR", lambda: svm.NuSVR(C=10.0), "diabetes"),
+        Spec("nu-svc", "NuSVC", lambda: svm.NuSVC(), "iris"),
+        Spec("one-class-svm", "OneClassSVM", lambda: svm.OneClassSVM(nu=0.1), "wine",
+             prepare=_standardize),
         Spec("linear-svr", "LinearSVR", lambda: svm.LinearSVR(random_state=r, max_iter=5000),
              "diabetes"),
         Spec("kernel-ridge", "KernelRidge", lambda: kernel_ridge.KernelRidge(kernel="rbf"),
@@ -332,6 +344,11 @@ def _specs() -> list[Spec]:
              "wine"),
     ]  # fmt: skip
     return specs
+
+
+UNSUPERVISED = frozenset(
+    ["isolation-forest", "one-class-svm", "local-outlier-factor", "kmeans", "gaussian-mixture"]
+)
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -429,7 +446,7 @@ def _fit(spec: Spec) -> tuple[Any, dict[str, np.ndarray]]:
     if spec.labels == "str":
         y = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
     estimator = spec.make()
-    if spec.name == "isolation-forest":
+    if spec.name in UNSUPERVISED:
         estimator.fit(x)  # unsupervised
     else:
         estimator.fit(x, y)
@@ -878,7 +895,7 @@ def write_docs(path: Path, section: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     add_arguments(parser)
     return run(parser.parse_args(argv), argv)
 
