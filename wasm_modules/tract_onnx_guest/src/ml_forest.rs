@@ -130,7 +130,10 @@ impl Forest {
             }
         }
         if !a.missing_tracks_true.is_empty() && a.missing_tracks_true.len() != n {
-            return bad(format!("nodes_missing_value_tracks_true has {} entries for {n} nodes", a.missing_tracks_true.len()));
+            return bad(format!(
+                "nodes_missing_value_tracks_true has {} entries for {n} nodes",
+                a.missing_tracks_true.len()
+            ));
         }
         let t = a.target_tree_ids.len();
         if a.target_node_ids.len() != t || a.target_ids.len() != t || a.target_weights.len() != t {
@@ -166,7 +169,9 @@ impl Forest {
         let modes = a
             .modes
             .iter()
-            .map(|m| Mode::parse(m).ok_or_else(|| Refusal::Inconsistent(format!("node mode '{m}' is not one of ONNX's"))))
+            .map(|m| {
+                Mode::parse(m).ok_or_else(|| Refusal::Inconsistent(format!("node mode '{m}' is not one of ONNX's")))
+            })
             .collect::<Result<Vec<Mode>, Refusal>>()?;
         let mut index: HashMap<(i64, i64), u32> = HashMap::new();
         let mut roots = vec![];
@@ -254,7 +259,10 @@ impl Forest {
             while let Some(i) = stack.pop() {
                 let node = &nodes[i as usize];
                 if std::mem::replace(&mut seen[i as usize], true) {
-                    return bad(format!("node {} of tree {} is reached twice", a.node_ids[i as usize], a.tree_ids[i as usize]));
+                    return bad(format!(
+                        "node {} of tree {} is reached twice",
+                        a.node_ids[i as usize], a.tree_ids[i as usize]
+                    ));
                 }
                 if node.mode != Mode::Leaf {
                     stack.push(node.yes);
@@ -352,7 +360,11 @@ fn post_transform(post: Post, s: &mut [f32]) {
                     *v = 0.0;
                 }
             }
-            s.iter_mut().for_each(|v| if sum > 0.0 { *v /= sum });
+            s.iter_mut().for_each(|v| {
+                if sum > 0.0 {
+                    *v /= sum
+                }
+            });
         }
     }
 }
@@ -363,7 +375,14 @@ mod tests {
 
     /// Two stumps on features 0 and 1, two targets.
     fn attrs() -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<f32>, Vec<i64>, Vec<i64>) {
-        (vec![0, 0, 0, 1, 1, 1], vec![0, 1, 2, 0, 1, 2], vec![0, 0, 0, 1, 0, 0], vec![0.5, 0., 0., 1.0, 0., 0.], vec![1, 0, 0, 1, 0, 0], vec![2, 0, 0, 2, 0, 0])
+        (
+            vec![0, 0, 0, 1, 1, 1],
+            vec![0, 1, 2, 0, 1, 2],
+            vec![0, 0, 0, 1, 0, 0],
+            vec![0.5, 0., 0., 1.0, 0., 0.],
+            vec![1, 0, 0, 1, 0, 0],
+            vec![2, 0, 0, 2, 0, 0],
+        )
     }
 
     fn forest(aggregate: &str, change: impl FnOnce(&mut Attributes)) -> Result<Forest, Refusal> {

@@ -288,7 +288,15 @@ impl MlOp {
                     let t = *threshold;
                     let y: Vec<f32> = slice::<f32>(x)?
                         .iter()
-                        .map(|&v| if v.is_nan() { v } else if v > t { 1.0 } else { 0.0 })
+                        .map(|&v| {
+                            if v.is_nan() {
+                                v
+                            } else if v > t {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        })
                         .collect();
                     Tensor::from_shape(shape, &y)?
                 }
@@ -296,7 +304,15 @@ impl MlOp {
                     let t = *threshold as f64;
                     let y: Vec<f64> = slice::<f64>(x)?
                         .iter()
-                        .map(|&v| if v.is_nan() { v } else if v > t { 1.0 } else { 0.0 })
+                        .map(|&v| {
+                            if v.is_nan() {
+                                v
+                            } else if v > t {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        })
                         .collect();
                     Tensor::from_shape(shape, &y)?
                 }
@@ -327,7 +343,8 @@ impl MlOp {
             Kind::ArrayFeatureExtractor => {
                 let idx = inputs[1].cast_to::<i64>()?;
                 let idx = slice::<i64>(&idx)?;
-                let mut out_shape: TVec<usize> = if shape.len() <= 1 { tvec![1] } else { shape[..shape.len() - 1].into() };
+                let mut out_shape: TVec<usize> =
+                    if shape.len() <= 1 { tvec![1] } else { shape[..shape.len() - 1].into() };
                 out_shape.push(idx.len());
                 let run = |e: String| self.bad(e);
                 match x.datum_type() {
@@ -459,10 +476,8 @@ impl TypedOp for MlOp {
                     dt => bail!("{}: an input of {dt:?} is not supported (only F32 and I64)", self.what),
                 };
                 let Some(len) = values else {
-                    return Err(self.bad(format!(
-                        "its input is {:?} but its imputed values are of the other type",
-                        x.datum_type
-                    )));
+                    return Err(self
+                        .bad(format!("its input is {:?} but its imputed values are of the other type", x.datum_type)));
                 };
                 self.check_width(x, "imputed values", len)?;
                 x.without_value()
@@ -496,10 +511,9 @@ impl TypedOp for MlOp {
                     }
                     if let Some(w) = f.shape.last().and_then(|d| d.to_usize().ok()) {
                         if w != dims[i] {
-                            return Err(self.bad(format!(
-                                "input {i} has {w} features, but inputdimensions says {}",
-                                dims[i]
-                            )));
+                            return Err(
+                                self.bad(format!("input {i} has {w} features, but inputdimensions says {}", dims[i]))
+                            );
                         }
                     }
                     if let (Ok(a), Ok(b)) = (rows(f).to_usize(), rows(x).to_usize()) {

@@ -208,7 +208,8 @@ impl TypedOp for Svm {
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let x = inputs[0];
-        if !matches!(x.datum_type, DatumType::F32 | DatumType::F64 | DatumType::I64 | DatumType::I32 | DatumType::TDim) {
+        if !matches!(x.datum_type, DatumType::F32 | DatumType::F64 | DatumType::I64 | DatumType::I32 | DatumType::TDim)
+        {
             bail!("{}: an input of {:?} is not supported", self.what, x.datum_type);
         }
         if !(1..=2).contains(&x.rank()) {
