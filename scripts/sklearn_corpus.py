@@ -513,8 +513,8 @@ def _convert(estimator: Any, feeds: dict, types: list | None, options: dict | No
 
     if types is None:
         return to_onnx(estimator, feeds["X"][:1], options=options, target_opset=TARGET_OPSET)
-    return convert_sklearn(
-        estimator, initial_types=types, options=options, target_opset=TARGET_OPSET
+    return convert_sklearn(  # named, else its graph's name is a random uuid
+        estimator, "sklearn-corpus", types, options=options, target_opset=TARGET_OPSET
     )
 
 

@@ -124,3 +124,13 @@ def test_the_runner_runs_the_corpus(tmp_path, capsys):
     )
     assert conformance.main(argv) == 0  # the section is replaced, not added again
     assert docs.read_text().count("logreg-binary | pass") == 1
+
+
+def test_cases_are_built_the_same_every_time():
+    """Fixed seeds, a named graph: the same bytes. (Models with skl2onnx's cdist, k-NN's,
+    differ only by the names of a process-wide counter.)"""
+    sk = _corpus()
+    for name in ("random-forest-binary", "mlp-classifier", "column-transformer"):
+        a, b = sk.build_case(name), sk.build_case(name)
+        assert a.model == b.model, name
+        assert all(np.array_equal(a.feeds[k], b.feeds[k]) for k in a.feeds), name
