@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     import onnx
 
 ZIPMAP = "ai.onnx.ml:ZipMap"
+#: tract computes ReduceLogSumExp as log(sum(exp(x))): exp overflows to inf or underflows
+#: to 0 for |x| past ~88 (float32), so MultinomialNB's probabilities came out inf. Models
+#: using it are rewritten into the max-shifted form onnxruntime computes.
+LOGSUMEXP = "ReduceLogSumExp"
 #: The child's exit status when nothing named can be rewritten.
 NOTHING_TO_DO = 3
 _CHILD_MEMORY = 2 << 30
@@ -206,8 +210,10 @@ def rewrite(model: bytes, operators: list[str]) -> Rewrite | None:
     done = Rewrite(b"")
     if ZIPMAP in operators:
         done.zipmaps = _lift_zipmaps(proto)
-    done.expanded = _expand_functions(proto, [op for op in operators if op != ZIPMAP])
-    if not (done.zipmaps or done.expanded):
+    stabilized = _stabilize_logsumexp(proto) if LOGSUMEXP in operators else 0
+    rest = [op for op in operators if op not in (ZIPMAP, LOGSUMEXP)]
+    done.expanded = _expand_functions(proto, rest)
+    if not (done.zipmaps or done.expanded or stabilized):
         return None
     done.model = proto.SerializeToString()
     return done
@@ -239,6 +245,64 @@ def _lift_zipmaps(proto: onnx.ModelProto) -> dict[str, list[int | str]]:
         )
         lifted[name] = labels
     return lifted
+
+
+def _stabilize_logsumexp(proto: onnx.ModelProto) -> int:
+    """Rewrites each ReduceLogSumExp of the main graph as onnxruntime computes it:
+    `m + log(sum(exp(x - m)))` with `m` the reduced max (exp then never overflows, and
+    the sum is at least 1). Where `m` is infinite the plain form is right and is kept.
+    The reduced axes stay the node's own (attribute or input, and `keepdims`), since
+    ReduceMax takes them the same way at every opset. Returns how many were rewritten.
+    """
+    from onnx import helper
+
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 9:  # Where (opset 9) guards the infinite case
+        return 0
+    graph = proto.graph
+    nodes: list[onnx.NodeProto] = []
+    count = 0
+    for node in graph.node:
+        if node.op_type != LOGSUMEXP or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        count += 1
+        base = f"{node.output[0]}__wasmhost_lse"
+        keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        rest = list(node.input[1:])
+
+        def reduce(
+            op: str, inputs: list[str], out: str, keepdims: int, like: onnx.NodeProto = node
+        ) -> onnx.NodeProto:
+            made = helper.make_node(op, inputs, [out], name=out)
+            for a in like.attribute:
+                if a.name != "keepdims":
+                    made.attribute.append(a)
+            made.attribute.append(helper.make_attribute("keepdims", keepdims))
+            return made
+
+        x = node.input[0]
+        nodes += [
+            reduce("ReduceMax", [x, *rest], f"{base}_max", 1),
+            helper.make_node("Sub", [x, f"{base}_max"], [f"{base}_shifted"]),
+            reduce(LOGSUMEXP, [f"{base}_shifted", *rest], f"{base}_stable", keep),
+            reduce("ReduceMax", [x, *rest], f"{base}_m", keep)
+            if not keep
+            else helper.make_node("Identity", [f"{base}_max"], [f"{base}_m"]),
+            helper.make_node("Add", [f"{base}_stable", f"{base}_m"], [f"{base}_sum"]),
+            reduce(LOGSUMEXP, [x, *rest], f"{base}_plain", keep),
+            # m - m == m - m: false exactly when m is infinite (or NaN), where the plain
+            # form is right (tract types IsInf's output wrongly for doubles).
+            helper.make_node("Sub", [f"{base}_m", f"{base}_m"], [f"{base}_zero"]),
+            helper.make_node("Equal", [f"{base}_zero", f"{base}_zero"], [f"{base}_finite"]),
+            helper.make_node(
+                "Where", [f"{base}_finite", f"{base}_sum", f"{base}_plain"], [node.output[0]]
+            ),
+        ]
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return count
 
 
 def _expand_functions(proto: onnx.ModelProto, operators: list[str]) -> list[str]:
@@ -295,7 +359,7 @@ def rewritable(operators: list[str]) -> list[str]:
     keep = []
     for name in operators:
         domain, _, op = name.rpartition(":")
-        if name == ZIPMAP or (domain or "ai.onnx", op) in _function_ops():
+        if name in (ZIPMAP, LOGSUMEXP) or (domain or "ai.onnx", op) in _function_ops():
             keep.append(name)
     return keep
 

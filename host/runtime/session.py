@@ -127,7 +127,7 @@ class InferenceSession:
         self.expanded_functions: list[str] = []
         # ZipMap outputs (by name) lifted out of the guest, with their class labels.
         self._zipmaps: dict[str, list[int | str]] = {}
-        first = self._first_isolate()
+        first = self._stable(self._first_isolate())
         sig = first.signature
         self._inputs = [NodeArg.of(s) for s in sig.inputs]
         self._input_names = {i.name for i in self._inputs}
@@ -201,6 +201,24 @@ class InferenceSession:
                 done.zipmaps,
             )
             return first
+
+    def _stable(self, first: Isolate) -> Isolate:
+        """`first`, or an isolate of the model with its ReduceLogSumExp rewritten into the
+        max-shifted form when it has one (tract's overflows: a wrong answer, not a
+        refusal, so the guest's loading it is no sign it is right)."""
+        if rewrite.LOGSUMEXP not in dict(first.signature.meta.get("ops", [])):
+            return first
+        done = rewrite.rewrite_isolated(self._model, [rewrite.LOGSUMEXP], self.limits.timeout)
+        if done is None:
+            first.close()
+            raise UnsupportedModel(
+                "ReduceLogSumExp could not be rewritten into a numerically stable form, and "
+                "tract's overflows (exp of large values): refused rather than answered wrong"
+            )
+        stable = Isolate(done.model, self.limits, module=self._module)
+        first.close()
+        self._model = done.model
+        return stable
 
     def _zipmap_arg(self, name: str) -> NodeArg | None:
         labels = self._zipmaps.get(name)
