@@ -39,33 +39,25 @@ from .errors import (
 from .registry import catalog
 from .registry.catalog import CatalogEntry
 from .registry.names import CATALOG, as_uuid, check_alias, check_name, parse_reference
-from .registry.records import Model, ModelVersion, Project, Runtime, Tensor, Token
+from .registry.records import (
+    Model,
+    ModelVersion,
+    Project,
+    Runtime,
+    Tensor,
+    Token,
+    project_limits,
+)
 from .registry.settings import setting
 from .runtime.limits import Limits
+from .serve.tensors import DATATYPES, DTYPE_NAMES
 
 try:
     import httpx
 except ImportError:  # pragma: no cover - httpx comes with the dev and serve set-ups
     raise ImportError("wasmhost.Client needs httpx: pip install httpx") from None
 
-#: OIP datatypes and the numpy dtypes they carry (BYTES: ZipMap's maps, as JSON rows).
-DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-}
-_BY_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
 _R = TypeVar("_R")
-_LIMIT_FIELDS = ("memory", "timeout", "fuel", "load_fuel")
 #: Error types the server sends that are not `wasmhost.errors` classes.
 _SERVER_TYPES: dict[str, type[WasmHostError]] = {
     "RequestTooLarge": InvalidArgument,
@@ -532,7 +524,7 @@ class Client:
         specs, chunks = [], []
         for input_name, value in inputs.items():
             array = np.asarray(value)
-            datatype = _BY_DTYPE.get(array.dtype.newbyteorder("="))
+            datatype = DTYPE_NAMES.get(array.dtype.newbyteorder("="))
             if datatype is None:
                 raise InvalidInput(
                     f"input {input_name!r}: dtype {array.dtype} has no OIP datatype "
@@ -629,11 +621,7 @@ def _record(cls: type[_R], doc: dict[str, Any]) -> _R:
 
 
 def _limits_json(limits: Limits | dict[str, Any] | None) -> dict[str, Any] | None:
-    if isinstance(limits, Limits):
-        return {
-            f: int(limits.memory) if f == "memory" else getattr(limits, f) for f in _LIMIT_FIELDS
-        }
-    return limits
+    return project_limits(limits) if isinstance(limits, Limits) else limits
 
 
 def _version(doc: dict[str, Any]) -> ModelVersion:

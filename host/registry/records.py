@@ -6,6 +6,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.limits import Limits
+
+#: The `Limits` fields a project may set as its sessions' defaults.
+LIMIT_FIELDS = ("memory", "timeout", "fuel", "load_fuel")
+
+
+def project_limits(limits: Limits) -> dict[str, Any]:
+    """The project-default fields of a `Limits`, as a project records them (JSON)."""
+    return {f: int(limits.memory) if f == "memory" else getattr(limits, f) for f in LIMIT_FIELDS}
+
 
 class _Record:
     def to_dict(self) -> dict[str, Any]:

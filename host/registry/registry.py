@@ -45,14 +45,21 @@ from .blobs import LocalBlobs, S3Blobs, open_blobs, sha256_of
 from .catalog import CatalogEntry
 from .database import Database
 from .names import CATALOG, Reference, as_uuid, check_alias, check_name, parse_reference
-from .records import Model, ModelVersion, Project, Runtime, Tensor, Token
+from .records import (
+    LIMIT_FIELDS,
+    Model,
+    ModelVersion,
+    Project,
+    Runtime,
+    Tensor,
+    Token,
+    project_limits,
+)
 from .schema import aliases, blobs, models, projects, settings, tokens, versions
 from .schema import runtimes as runtime_table
 from .settings import SETTINGS, setting
 from .validate import validate
 
-#: The `Limits` fields a project may set as its sessions' defaults.
-LIMIT_FIELDS = ("memory", "timeout", "fuel", "load_fuel")
 #: What the service holds a project's models to beyond `Limits`: runs at once per model,
 #: and requests that may wait for one (more are refused with 429).
 SERVICE_FIELDS = ("concurrency", "queue")
@@ -1086,9 +1093,7 @@ def _limits_dict(limits: Limits | dict[str, Any] | None) -> dict[str, Any]:
     if limits is None:
         return {}
     if isinstance(limits, Limits):
-        return {
-            f: int(limits.memory) if f == "memory" else getattr(limits, f) for f in LIMIT_FIELDS
-        }
+        return project_limits(limits)
     known = LIMIT_FIELDS + SERVICE_FIELDS
     unknown = set(limits) - set(known)
     if unknown:
@@ -1100,8 +1105,8 @@ def _limits_dict(limits: Limits | dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10_000:
             raise InvalidArgument(f"{name}: expected an integer from {low} to 10000, got {value!r}")
     given = {f: v for f, v in limits.items() if f in LIMIT_FIELDS}
-    checked = Limits(**given)  # raises InvalidArgument for a value out of range
-    stored = {f: int(checked.memory) if f == "memory" else getattr(checked, f) for f in given}
+    checked = project_limits(Limits(**given))  # raises InvalidArgument for a value out of range
+    stored = {f: checked[f] for f in given}
     return stored | {f: limits[f] for f in SERVICE_FIELDS if f in limits}
 
 

@@ -158,9 +158,6 @@ class _Measured:
 
 
 def _route(scope: Scope) -> str:
-    """The route's template (`/v2/models/{name}/infer`), so metrics stay low-cardinality."""
-    for route in scope["app"].routes:
-        match, _ = route.matches(scope)
-        if match.name == "FULL":
-            return getattr(route, "path", "?")
-    return "unmatched"
+    """The route's template (`/v2/models/{name}/infer`), so metrics stay low-cardinality:
+    the router records the route it matched in the scope."""
+    return getattr(scope.get("route"), "path", "unmatched")

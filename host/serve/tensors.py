@@ -33,7 +33,8 @@ DATATYPES: dict[str, np.dtype] = {
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
 }
-_BY_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
+#: numpy dtype -> OIP datatype.
+DTYPE_NAMES = {dtype: name for name, dtype in DATATYPES.items()}
 #: ONNX's tensor type names (as sessions report them) -> OIP datatypes.
 ONNX_TYPES = {
     "tensor(bool)": "BOOL",
@@ -241,7 +242,7 @@ def encode(
             tensors.append(tensor)
             continue
         array = np.asarray(value)
-        datatype = _BY_DTYPE.get(array.dtype)
+        datatype = DTYPE_NAMES.get(array.dtype)
         if datatype is None:
             raise InvalidInput(f"output {name!r} has dtype {array.dtype}, which OIP lacks")
         tensor = {"name": name, "datatype": datatype, "shape": list(array.shape)}
