@@ -219,3 +219,10 @@ def test_service_limits_and_catalog_models_from_the_command_line(wh):
     added = ok_json(wh("model", "upload", "p", "mine", entry.reference, "--json"))
     assert (added["catalog"], added["sha256"]) == (entry.name, entry.sha256)
     error(wh("model", "upload", "p", "x", "catalog/no-such-model"), "NotFound")
+
+
+def test_serve_without_its_extra_says_how_to_install_it(wh, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wasmhost.serve.server", None)  # as if not installed
+    error(wh("serve", "--port", "1"), "InvalidArgument", "pip install 'wasmhost[serve]'")

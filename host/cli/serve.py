@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..errors import InvalidArgument
 from ..registry.registry import Registry
 from ..runtime.limits import parse_size
 from .registry import _table, open_registry
@@ -50,7 +51,13 @@ def serve(
         "--server names a remote service"
     )
     assert isinstance(registry, Registry)
-    from ..serve.server import serve as run
+    try:
+        from ..serve.server import serve as run
+    except ImportError as e:  # the serve extra is not installed: say how, in one line
+        raise InvalidArgument(
+            f"wasmhost serve needs the serve extra ({e.name} is missing): "
+            "pip install 'wasmhost[serve]'"
+        ) from None
 
     run(
         registry,
