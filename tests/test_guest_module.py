@@ -35,6 +35,7 @@ ABI_EXPORTS = {
     "wh_result_ptr",
     "wh_result_len",
     "wh_result_cell",
+    "wh_abi_minor",
 }
 
 
@@ -121,6 +122,8 @@ def test_exports_and_imports_are_abi_v1(module):
 def test_abi_version(module):
     guest = RawGuest(module)
     assert guest.exports["wh_abi_version"](guest.store) == 1
+    # Revision 1 of ABI 1: string tensors.
+    assert guest.exports["wh_abi_minor"](guest.store) == 1
 
 
 def test_squeezenet_matches_onnxruntime(module):

@@ -21,7 +21,13 @@ ABI_FUNCTIONS = {
 OPTIONAL_FUNCTIONS = {
     # The address of the last response's (address, length): two calls fewer per run.
     "wh_result_cell": (0, 1),
+    # ABI 1's revision: 1 adds string tensors. A guest without it is revision 0.
+    "wh_abi_minor": (0, 1),
 }
+#: The revision of ABI 1 this host speaks; it speaks every earlier one too.
+ABI_MINOR = 1
+#: The revision that added string tensors (`"dtype": "string"`, data an array of str).
+STRINGS_MINOR = 1
 ABI_EXPORTS = ("memory", *ABI_FUNCTIONS)
 
 #: `wh_result_cell`'s layout: the last response's address and length (two u32, LE).

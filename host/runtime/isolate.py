@@ -135,6 +135,14 @@ class Isolate:
         if version != ABI_VERSION:
             self.dead = True
             raise GuestProtocolError(f"the guest speaks ABI {version!r}, the host {ABI_VERSION}")
+        #: The guest's revision of ABI 1 (0 if it does not say): what it can exchange.
+        self.abi_minor = 0
+        if "wh_abi_minor" in self._fn:
+            minor = self._guard(self._fn["wh_abi_minor"], "asking its ABI revision")
+            if not isinstance(minor, int) or minor < 0:
+                self.dead = True
+                raise GuestProtocolError(f"the guest gives ABI revision {minor!r}")
+            self.abi_minor = minor
         self._cell: int | None = None
         if "wh_result_cell" in self._fn:
             cell = self._guard(self._fn["wh_result_cell"], "asking for its result cell")

@@ -14,12 +14,13 @@ import numpy as np
 from ..errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
 from . import providers as _providers
 from . import rewrite
+from .abi import STRINGS_MINOR
 from .isolate import DEFAULT, Default, Isolate, RunStats
 from .limits import Limits, format_size
 from .options import RunOptions, SessionOptions
 from .pool import IsolatePool, PoolStats
 from .providers import PROVIDER
-from .wire import DTYPES, Signature, dtype_name
+from .wire import DTYPES, STRING, Signature, dtype_name
 
 #: How the guest's refusal of a model it could not type begins.
 _TYPING_FAILED = "tract cannot run this model for inputs"
@@ -31,7 +32,10 @@ _ORT_TYPES = {
     "float16": "float16",
     **{n: n for n in DTYPES if n.startswith(("int", "uint"))},
     "bool": "bool",
+    STRING: "string",
 }
+#: numpy's kinds of string arrays: `str` (U) and `object` (O, holding str).
+_STRING_KINDS = frozenset("UO")
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,12 @@ class NodeArg:
     dtype: np.dtype | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, sig: Signature) -> NodeArg:
-        dtype = np.dtype(sig.dtype) if sig.dtype in DTYPES else None
+    def of(cls, sig: Signature, strings: bool = True) -> NodeArg:
+        """The NodeArg of a guest's signature; `strings`: the guest exchanges strings."""
+        if sig.dtype in DTYPES:
+            dtype = np.dtype(sig.dtype)
+        else:
+            dtype = np.dtype(object) if strings and sig.dtype == STRING else None
         shape = None if sig.shape is None else list(sig.shape)
         return cls(sig.name, f"tensor({_ORT_TYPES.get(sig.dtype, sig.dtype)})", shape, dtype)
 
@@ -129,9 +137,10 @@ class InferenceSession:
         self._zipmaps: dict[str, list[int | str]] = {}
         first = self._stable(self._first_isolate())
         sig = first.signature
-        self._inputs = [NodeArg.of(s) for s in sig.inputs]
+        strings = first.abi_minor >= STRINGS_MINOR
+        self._inputs = [NodeArg.of(s, strings) for s in sig.inputs]
         self._input_names = {i.name for i in self._inputs}
-        self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s) for s in sig.outputs]
+        self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s, strings) for s in sig.outputs]
         self._output_names_all = [o.name for o in self._outputs]
         self._meta = sig.meta
         if self._zipmaps:
@@ -457,9 +466,13 @@ def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
         raise InvalidInput(
             f"input '{arg.name}' has type {arg.type}, which the sandbox cannot exchange"
         )
-    if dtype_name(array.dtype) != dtype_name(arg.dtype):
-        got = _ORT_TYPES.get(array.dtype.name, array.dtype.name)
-        raise InvalidInput(f"input '{arg.name}' must be {arg.type}, got tensor({got})")
+    if arg.dtype.kind == "O":
+        array = _strings(arg, array)
+    elif dtype_name(array.dtype) != dtype_name(arg.dtype):
+        got = "string" if array.dtype.kind in _STRING_KINDS else array.dtype.name
+        raise InvalidInput(
+            f"input '{arg.name}' must be {arg.type}, got tensor({_ORT_TYPES.get(got, got)})"
+        )
     if arg.shape is not None:
         if array.ndim != len(arg.shape):
             raise InvalidInput(
@@ -478,6 +491,23 @@ def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
         return array
     # np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
     return np.asarray(array, order="C")
+
+
+def _strings(arg: NodeArg, array: np.ndarray) -> np.ndarray:
+    """A string feed as an `object` array of `str`: numpy `str` arrays are converted;
+    `object` arrays must hold `str` only (onnxruntime's two ways of passing strings)."""
+    if array.dtype.kind == "U":
+        return array.astype(object)
+    if array.dtype.kind != "O":
+        got = _ORT_TYPES.get(array.dtype.name, array.dtype.name)
+        raise InvalidInput(f"input '{arg.name}' must be {arg.type}, got tensor({got})")
+    for value in array.flat:
+        if not isinstance(value, str):
+            raise InvalidInput(
+                f"input '{arg.name}' must be {arg.type}: it holds a {type(value).__name__} "
+                f"({value!r:.40})"
+            )
+    return array
 
 
 def _dims(shape: list[int | str | None]) -> str:

@@ -39,6 +39,9 @@ DTYPES = frozenset(
         "float64",
     ]
 )
+#: The dtype of string tensors (ABI 1.1): numpy `object` arrays of `str` on the host,
+#: a msgpack array of str on the wire, in C order.
+STRING = "string"
 MAX_RANK = 64
 _NP_DTYPES = {name: np.dtype(name) for name in DTYPES}
 # numpy computes dtype.name in Python each time, a measurable part of a tiny run.
@@ -124,11 +127,16 @@ def _tensor_header(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
 
 
 def encode_run(inputs: list[tuple[str, np.ndarray]], outputs: list[str] | None) -> list[Segment]:
-    """A run request; arrays must be C-contiguous, native-endian, of a dtype in DTYPES."""
+    """A run request; arrays must be C-contiguous, native-endian, of a dtype in DTYPES,
+    or `object` arrays holding only `str` (string tensors, ABI 1.1)."""
     s = _Segments()
     s.raw(b"\x82\xa6inputs")
     s.array_header(len(inputs))
     for name, array in inputs:
+        if array.dtype.kind == "O":
+            s.raw(_tensor_header(name, STRING, array.shape))
+            s.pack(array.ravel().tolist())
+            continue
         s.raw(_tensor_header(name, dtype_name(array.dtype), array.shape))
         s.payload(array)
     s.raw(b"\xa7outputs")
@@ -296,10 +304,15 @@ class TensorView(NamedTuple):
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
-    data: memoryview | bytes
+    data: memoryview | bytes | list[str]
 
     def to_array(self) -> np.ndarray:
-        """Copies the tensor (out of guest memory) into a new, writable array."""
+        """Copies the tensor (out of guest memory) into a new, writable array; a string
+        tensor into an `object` array of `str`, as onnxruntime returns it."""
+        if isinstance(self.data, list):
+            strings = np.empty(len(self.data), dtype=object)
+            strings[:] = self.data
+            return strings.reshape(self.shape)
         if self.dtype == np.bool_:
             # A byte other than 0 or 1 is not a valid numpy bool: normalise, never copy raw.
             return (np.frombuffer(self.data, dtype=np.uint8) != 0).reshape(self.shape)
@@ -333,9 +346,6 @@ def run_result(
         if name != expected:
             raise _invalid(f"output '{name}' returned where '{expected}' was asked for")
         dtype = _str(t.get("dtype"), f"output '{name}' dtype")
-        np_dtype = _NP_DTYPES.get(dtype)
-        if np_dtype is None:
-            raise _invalid(f"output '{name}' has dtype '{dtype}'")
         shape = t.get("shape")
         # type() is int, not isinstance: a bool is not a dim.
         if not (
@@ -345,6 +355,12 @@ def run_result(
         ):
             raise _invalid(f"output '{name}' has a bad shape")
         data = t.get("data")
+        if dtype == STRING:
+            views.append(_strings(name, shape, data))
+            continue
+        np_dtype = _NP_DTYPES.get(dtype)
+        if np_dtype is None:
+            raise _invalid(f"output '{name}' has dtype '{dtype}'")
         if isinstance(data, GuestBytes):
             size = data.length
         elif isinstance(data, bytes):
@@ -360,3 +376,17 @@ def run_result(
             data = resolve(data)
         views.append(TensorView(name, np_dtype, tuple(shape), data))
     return views
+
+
+_OBJECT = np.dtype(object)
+
+
+def _strings(name: str, shape: list[int], data: Any) -> TensorView:
+    """A string output: exactly `prod(shape)` str, nothing else."""
+    if type(data) is not list:
+        raise _invalid(f"output '{name}' is a string tensor whose data is not an array")
+    if len(data) != math.prod(shape):
+        raise _invalid(f"output '{name}' of shape {shape} holds {len(data)} strings")
+    if not all(type(v) is str for v in data):
+        raise _invalid(f"output '{name}' is a string tensor holding a non-string")
+    return TensorView(name, _OBJECT, tuple(shape), data)

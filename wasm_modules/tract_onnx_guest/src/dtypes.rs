@@ -92,6 +92,16 @@ pub fn datum_type(name: &str) -> Option<DatumType> {
     by_name(name).and_then(|d| d.datum)
 }
 
+/// tract's type for any dtype the host exchanges: the table's, and strings (ABI 1.1),
+/// which travel as arrays of str rather than bytes.
+#[cfg(feature = "tract")]
+pub fn exchanged(name: &str) -> Option<DatumType> {
+    if name == crate::wire::STRING {
+        return Some(DatumType::String);
+    }
+    datum_type(name)
+}
+
 /// numpy's name for one of tract's types, if it is exchanged.
 #[cfg(feature = "tract")]
 pub fn name_of(dt: DatumType) -> Option<&'static str> {

@@ -60,6 +60,12 @@ mod abi {
         1
     }
 
+    /// ABI 1's revision (docs/guest-abi.md): 1 = string tensors. Optional for the host.
+    #[no_mangle]
+    pub extern "C" fn wh_abi_minor() -> i32 {
+        1
+    }
+
     /// Never traps: an allocation the memory cap refuses is reported as 0.
     #[no_mangle]
     pub extern "C" fn wh_alloc(len: usize) -> *mut u8 {

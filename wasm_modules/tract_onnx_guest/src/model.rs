@@ -111,6 +111,14 @@ impl Loaded {
         }
         wire::begin_run_response(out, kept.len());
         for ((name, dtype), tensor) in out_names.iter().zip(&dtypes).zip(kept.iter()) {
+            if tensor.datum_type() == DatumType::String {
+                let strings = tensor
+                    .try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<String>())
+                    .map_err(|e| GuestError::internal(chain(&e)))?;
+                wire::encode_strings(out, name, tensor.shape(), strings);
+                continue;
+            }
             let bytes = tensor.as_bytes();
             // Guest addresses and lengths are wasm32's: they fit a u32.
             wire::encode_tensor(out, name, dtype, tensor.shape(), bytes.as_ptr() as usize as u32, bytes.len() as u32);

@@ -103,7 +103,7 @@ impl Plans {
     /// `plan_cache`, if given.
     pub fn new(model: InferenceModel, has_value_info: bool, inputs: &[Signature], capacity: Option<u32>) -> Plans {
         let fully_declared = inputs.iter().all(|sig| {
-            dtypes::datum_type(&sig.dtype).is_some()
+            dtypes::exchanged(&sig.dtype).is_some()
                 && sig.shape.as_ref().is_some_and(|dims| dims.iter().all(|d| matches!(d, Dim::Known(_))))
         });
         Plans {
@@ -122,7 +122,7 @@ impl Plans {
     pub fn prepare_static(&mut self, inputs: &[Signature], outputs: usize) -> GuestResult<()> {
         let mut shapes = vec![];
         for sig in inputs {
-            let Some(dt) = dtypes::datum_type(&sig.dtype) else { return Ok(()) };
+            let Some(dt) = dtypes::exchanged(&sig.dtype) else { return Ok(()) };
             let Some(dims) = &sig.shape else { return Ok(()) };
             let mut shape = vec![];
             for d in dims {

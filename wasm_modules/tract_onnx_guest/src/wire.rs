@@ -2,6 +2,9 @@
 //! without copying tensor payloads, responses encoded straight into one buffer.
 //! Free of tract so that its tests build natively in seconds.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// A guest error, sent to the host as `{"error": {"code", "message"}}`.
@@ -55,8 +58,43 @@ pub struct TensorIn<'a> {
     #[serde(borrow)]
     pub dtype: &'a str,
     pub shape: Vec<u64>,
-    #[serde(borrow, with = "serde_bytes")]
-    pub data: &'a [u8],
+    #[serde(borrow)]
+    pub data: Payload<'a>,
+}
+
+/// The dtype of string tensors (ABI 1.1), whose payload is a msgpack array of str.
+pub const STRING: &str = "string";
+
+/// A tensor's payload, borrowed from the request: raw little-endian bytes (`bin`), or,
+/// for a `string` tensor (ABI 1.1), one msgpack `str` per element in C order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    Bytes(&'a [u8]),
+    Strings(Vec<&'a str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = Payload<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("bin, or an array of str")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Payload::Bytes(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // The announced length is not trusted for the allocation.
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 12));
+                while let Some(s) = seq.next_element::<&'de str>()? {
+                    items.push(s);
+                }
+                Ok(Payload::Strings(items))
+            }
+        }
+        d.deserialize_any(PayloadVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,17 +110,32 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> GuestResul
         .map_err(|e| GuestError::invalid_request(format!("malformed {what} request: {e}")))
 }
 
+/// `prod(shape)`, or an error naming the input when it overflows.
+pub fn element_count(name: &str, shape: &[u64]) -> GuestResult<u64> {
+    shape.iter().try_fold(1u64, |n, &d| {
+        n.checked_mul(d).ok_or_else(|| {
+            GuestError::invalid_input(format!("input '{name}': shape {shape:?} overflows"))
+        })
+    })
+}
+
+/// Checks that a string tensor holds exactly `prod(shape)` strings.
+pub fn check_tensor_strings(name: &str, shape: &[u64], len: usize) -> GuestResult<()> {
+    let count = element_count(name, shape)?;
+    if count != len as u64 {
+        return Err(GuestError::invalid_input(format!(
+            "input '{name}': shape {shape:?} holds {count} strings, got {len}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that `data` holds exactly `prod(shape)` items of `dtype`, without overflow.
 pub fn check_tensor_bytes(name: &str, dtype: &str, shape: &[u64], len: usize) -> GuestResult<()> {
     let size = crate::dtypes::itemsize(dtype).ok_or_else(|| {
         GuestError::invalid_input(format!("input '{name}': unsupported dtype '{dtype}'"))
     })?;
-    let mut count: u64 = 1;
-    for d in shape {
-        count = count.checked_mul(*d).ok_or_else(|| {
-            GuestError::invalid_input(format!("input '{name}': shape {shape:?} overflows"))
-        })?;
-    }
+    let count = element_count(name, shape)?;
     let expected = count.checked_mul(size as u64).ok_or_else(|| {
         GuestError::invalid_input(format!("input '{name}': shape {shape:?} overflows"))
     })?;
@@ -276,6 +329,27 @@ pub fn encode_tensor(out: &mut Vec<u8>, name: &str, dtype: &str, shape: &[usize]
     w.0.extend_from_slice(&len.to_le_bytes());
 }
 
+/// Appends one string tensor, its strings inline (ABI 1.1): they are not contiguous in
+/// guest memory, and a response is small next to the tensors it describes.
+pub fn encode_strings<S: AsRef<str>>(out: &mut Vec<u8>, name: &str, shape: &[usize], strings: &[S]) {
+    let mut w = Writer(out);
+    w.map(4);
+    w.str("name");
+    w.str(name);
+    w.str("dtype");
+    w.str(STRING);
+    w.str("shape");
+    w.array(shape.len());
+    for d in shape {
+        w.uint(*d as u64);
+    }
+    w.str("data");
+    w.array(strings.len());
+    for s in strings {
+        w.str(s.as_ref());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,11 +385,59 @@ mod tests {
         assert_eq!(req.inputs.len(), 1);
         let t = &req.inputs[0];
         assert_eq!((t.name, t.dtype, t.shape.as_slice()), ("x", "float32", &[2u64][..]));
-        assert_eq!(t.data, &payload);
+        let Payload::Bytes(data) = t.data else { panic!("not bytes: {:?}", t.data) };
+        assert_eq!(data, &payload);
         // Borrowed, not copied: the slice points into the request buffer.
         let range = bytes.as_ptr_range();
-        assert!(range.contains(&t.data.as_ptr()));
+        assert!(range.contains(&data.as_ptr()));
         assert_eq!(req.outputs, Some(vec!["y".to_string()]));
+    }
+
+    #[test]
+    fn string_payloads_borrowed_and_checked() {
+        #[derive(Serialize)]
+        struct StrTensor<'a> {
+            name: &'a str,
+            dtype: &'a str,
+            shape: Vec<u64>,
+            data: Vec<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Run<'a> {
+            inputs: Vec<StrTensor<'a>>,
+        }
+        let bytes = named(&Run {
+            inputs: vec![StrTensor { name: "s", dtype: STRING, shape: vec![3], data: vec!["a", "", "é∑"] }],
+        });
+        let req: RunRequest = decode(&bytes, "run").unwrap();
+        let Payload::Strings(items) = &req.inputs[0].data else { panic!("not strings") };
+        assert_eq!(items, &["a", "", "é∑"]);
+        assert!(bytes.as_ptr_range().contains(&items[2].as_ptr()));
+        assert!(check_tensor_strings("s", &[3], 3).is_ok());
+        assert!(check_tensor_strings("s", &[0, 7], 0).is_ok());
+        let e = check_tensor_strings("s", &[2, 2], 3).unwrap_err();
+        assert!(e.message.contains("4 strings, got 3"), "{}", e.message);
+        assert!(check_tensor_strings("s", &[u64::MAX, 3], 0).unwrap_err().message.contains("overflows"));
+        // Anything else where a payload belongs is a malformed request: numbers in the
+        // array, invalid UTF-8 in a str, a map.
+        for data in [&b"\x92\x01\x02"[..], b"\x91\xa2\xff\xfe", b"\x80"] {
+            let mut bytes = b"\x81\xa6inputs\x91\x84\xa4name\xa1s\xa5dtype\xa6string\xa5shape\x91\x02\xa4data".to_vec();
+            bytes.extend_from_slice(data);
+            assert_eq!(decode::<RunRequest>(&bytes, "run").unwrap_err().code, "invalid_request");
+        }
+    }
+
+    #[test]
+    fn string_outputs_inline() {
+        let mut out = vec![];
+        begin_run_response(&mut out, 1);
+        encode_strings(&mut out, "label", &[2, 1], &["setosa", "virginica"]);
+        let v = value(&out);
+        let t = &v["outputs"][0];
+        assert_eq!(t["dtype"].as_str(), Some(STRING));
+        assert_eq!(t["shape"][0].as_u64(), Some(2));
+        let items: Vec<_> = t["data"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        assert_eq!(items, ["setosa", "virginica"]);
     }
 
     #[test]
