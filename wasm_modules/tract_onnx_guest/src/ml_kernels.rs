@@ -84,13 +84,13 @@ pub fn impute<T: Copy>(x: &[T], width: usize, imputed: &[T], is_missing: impl Fn
 }
 
 /// `ArrayFeatureExtractor`: the columns `indices` of each row, in their order.
-pub fn extract<T: Copy>(x: &[T], width: usize, indices: &[i64]) -> Result<Vec<T>, String> {
+pub fn extract<T: Clone>(x: &[T], width: usize, indices: &[i64]) -> Result<Vec<T>, String> {
     if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as u64 >= width as u64) {
         return Err(format!("index {bad} is out of range for {width} features"));
     }
     let mut y = Vec::with_capacity(x.len() / width.max(1) * indices.len());
     for row in x.chunks(width.max(1)) {
-        y.extend(indices.iter().map(|&i| row[i as usize]));
+        y.extend(indices.iter().map(|&i| row[i as usize].clone()));
     }
     Ok(y)
 }

@@ -16,7 +16,9 @@ use super::guard::{self, Guard};
 use crate::errors::ModelError;
 
 pub fn register(onnx: &mut tract_onnx::Onnx) {
-    guard::replace(onnx, "LinearClassifier", classifier);
+    guard::replace(onnx, "LinearClassifier", |ctx, node| {
+        super::string_labels::build(ctx, node, "classlabels_ints", classifier)
+    });
     guard::replace(onnx, "LinearRegressor", regressor);
 }
 

@@ -360,6 +360,11 @@ impl MlOp {
                     DatumType::I32 => {
                         Tensor::from_shape(&out_shape, &ml_kernels::extract(slice::<i32>(x)?, w, idx).map_err(run)?)?
                     }
+                    // A classifier's string labels, picked by class index (skl2onnx's KNN, MLP).
+                    DatumType::String => {
+                        let picked = ml_kernels::extract(slice::<String>(x)?, w, idx).map_err(run)?;
+                        tract_ndarray::ArrayD::from_shape_vec(out_shape.to_vec(), picked)?.into_tensor()
+                    }
                     dt => bail!("{}: an input of {dt:?} is not supported", self.what),
                 }
             }
@@ -483,7 +488,9 @@ impl TypedOp for MlOp {
                 x.without_value()
             }
             Kind::ArrayFeatureExtractor => {
-                self.check_type(x, &NUMBERS)?;
+                if x.datum_type != DatumType::String {
+                    self.check_type(x, &NUMBERS)?;
+                }
                 let y = inputs[1];
                 if !matches!(y.datum_type, DatumType::I64 | DatumType::I32 | DatumType::TDim) {
                     bail!("{}: indices of {:?} (I64 expected)", self.what, y.datum_type);

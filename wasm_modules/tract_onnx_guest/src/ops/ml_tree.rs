@@ -20,7 +20,9 @@ use super::guard::{self, Guard};
 use crate::errors::ModelError;
 
 pub fn register(onnx: &mut tract_onnx::Onnx) {
-    guard::replace(onnx, "TreeEnsembleClassifier", classifier);
+    guard::replace(onnx, "TreeEnsembleClassifier", |ctx, node| {
+        super::string_labels::build(ctx, node, "classlabels_int64s", classifier)
+    });
 }
 
 fn classifier(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {

@@ -12,6 +12,7 @@ mod ml_numeric;
 mod ml_tree;
 mod rnn_shapes;
 mod slices;
+mod string_labels;
 mod svm;
 mod tree_ensemble;
 mod tree_regressor;

@@ -14,7 +14,9 @@ use crate::ml_svm::{Classifier, Kernel, Regressor};
 
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert("SVMRegressor", regressor);
-    onnx.op_register.insert("SVMClassifier", classifier);
+    onnx.op_register.insert("SVMClassifier", |ctx, node| {
+        super::string_labels::build(ctx, node, "classlabels_ints", classifier)
+    });
 }
 
 type Parsed = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -79,9 +81,6 @@ fn regressor(_ctx: &ParsingContext, node: &NodeProto) -> Parsed {
 fn classifier(_ctx: &ParsingContext, node: &NodeProto) -> Parsed {
     let a = Attrs::new(node);
     let kernel = a.common(2)?;
-    if a.get("classlabels_strings").is_some_and(|l| !l.strings.is_empty()) {
-        return Err(a.unsupported("string class labels need string tensors, which wasmhost does not support yet"));
-    }
     let labels = a.ints("classlabels_ints").to_vec();
     if a.ints("vectors_per_class").is_empty() && a.floats("support_vectors").is_empty() {
         return Err(a.unsupported("a classifier without support vectors (linear mode) is not implemented"));
