@@ -41,7 +41,26 @@ fn classifier(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn In
     // tract's condition for its binary layout, from the same attribute.
     let binary = labels.len() < 3
         && attr("class_ids").is_some_and(|ids| ids.ints.iter().all(|&id| id == 0));
-    guard::build(ctx, node, BinaryLabels(binary.then(|| labels.into_arc_tensor())))
+    let guard = BinaryLabels(binary.then(|| labels.into_arc_tensor()));
+    match attr("base_values").map(|a| a.floats.len()) {
+        Some(n) if n != classes && binary && n == 1 => {
+            // A binary-layout ensemble scores class 0 alone, so skl2onnx gives its
+            // GradientBoostingClassifier one base value, which onnxruntime adds to that
+            // score. tract wants one per class and adds each to its column, of which it
+            // keeps the first: [b, 0] is the same sum.
+            let mut padded = node.clone();
+            for a in padded.attribute.iter_mut().filter(|a| a.name == "base_values") {
+                a.floats.push(0.0);
+            }
+            guard::build(ctx, &padded, guard)
+        }
+        Some(n) if n != classes => Err(ModelError::Inconsistent(format!(
+            "{} '{}': base_values has {n} values for {classes} classes",
+            node.op_type, node.name
+        ))
+        .into()),
+        _ => guard::build(ctx, node, guard),
+    }
 }
 
 /// For a binary-layout ensemble, its class labels: the labels output is re-picked.
