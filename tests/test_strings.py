@@ -237,3 +237,88 @@ def test_invalid_utf8_in_a_string_output(use_guest):
     sess = use_guest(guest(msgpack.packb(STRING_LOAD), bad, extra=MINOR_1))
     with pytest.raises(wasmhost.GuestProtocolError, match="malformed"):
         sess.run(None, {"x": np.array(["a", "b"])})
+
+
+# --- the CLI -------------------------------------------------------------------
+
+MAPPER = model(
+    [
+        helper.make_node(
+            "CategoryMapper",
+            ["x"],
+            ["code"],
+            domain="ai.onnx.ml",
+            cats_strings=["a", "b"],
+            cats_int64s=[1, 2],
+            default_int64=-1,
+        ),
+        helper.make_node("Identity", ["x"], ["same"]),
+    ],
+    [strings("x", ["N"])],
+    [helper.make_tensor_value_info("code", TensorProto.INT64, ["N"]), strings("same", ["N"])],
+)
+
+
+def test_cli_takes_string_npy_and_json_and_writes_them(tmp_path):
+    import json
+
+    from conftest import wasmhost_cli
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(MAPPER)
+    np.save(tmp_path / "x.npy", np.array(["a", "zz", "b"]))
+    (tmp_path / "x.json").write_text(json.dumps(["a", "zz", "b"]))
+    (tmp_path / "all.json").write_text(json.dumps({"x": ["a", "zz", "b"]}))
+    expected = {"code": [1, -1, 2], "same": ["a", "zz", "b"]}
+    for arg in ["x.npy", "x.json", "all.json", "x=x.json"]:
+        proc = wasmhost_cli("run", path, arg, "--json", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        outputs = {o["name"]: o for o in json.loads(proc.stdout)["outputs"]}
+        assert {n: o["data"] for n, o in outputs.items()} == expected
+        assert outputs["same"]["dtype"] == "string"
+    for out in ["o.npz", "o.json"]:
+        proc = wasmhost_cli("run", path, "x.npy", "-o", out, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "'zz'" in proc.stdout  # the table shows the strings
+    with np.load(tmp_path / "o.npz", allow_pickle=False) as saved:
+        assert saved["same"].tolist() == expected["same"]
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["outputs"][1]["data"] == expected["same"]
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("[1, 2]", ["tensor(string)", "give strings"]),
+        ('[["a"], "b"]', ["rectangular"]),
+        ("[null]", ["rectangular"]),
+        ("{not json", ["not valid JSON"]),
+        ('{"y": ["a"]}', ["no input 'y'"]),
+    ],
+)
+def test_cli_refuses_bad_json_in_one_line(tmp_path, content, words):
+    from conftest import assert_one_line_error, wasmhost_cli
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(MAPPER)
+    (tmp_path / "x.json").write_text(content)
+    assert_one_line_error(wasmhost_cli("run", path, "x.json", cwd=tmp_path), 5, *words)
+
+
+def test_cli_json_numbers_are_the_inputs_type_exactly(tmp_path):
+    from conftest import assert_one_line_error, wasmhost_cli
+
+    data = model(
+        [helper.make_node("Identity", ["i"], ["o"])],
+        [helper.make_tensor_value_info("i", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("o", TensorProto.INT64, [2])],
+    )
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    (tmp_path / "ok.json").write_text("[3, -4]")
+    proc = wasmhost_cli("run", path, "ok.json", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert '"data": [3, -4]' in proc.stdout
+    for content, words in [("[1.5, 2]", ["not an integer"]), ('["1", "2"]', ["give numbers"])]:
+        (tmp_path / "bad.json").write_text(content)
+        assert_one_line_error(wasmhost_cli("run", path, "bad.json", cwd=tmp_path), 5, *words)

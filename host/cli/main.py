@@ -231,7 +231,9 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _load_array(path: str, what: str) -> np.ndarray:
+def _load_array(path: str, what: str, arg: NodeArg) -> np.ndarray:
+    if path.lower().endswith(".json"):
+        return _json_array(_read_json(path, what), f"{what} ({path})", arg)
     with open(path, "rb") as f:  # OSError (missing, a directory) is a file error: exit 11
         magic = f.read(len(_NPY_MAGIC))
     if not magic.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
@@ -249,6 +251,47 @@ def _load_array(path: str, what: str) -> np.ndarray:
     return value
 
 
+def _read_json(path: str, what: str) -> Any:
+    text = Path(path).read_text(encoding="utf-8", errors="strict")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise InvalidInput(f"{what}: {path} is not valid JSON ({_one_line(e)})") from None
+
+
+def _json_array(value: Any, what: str, arg: NodeArg) -> np.ndarray:
+    """A JSON value (nested lists, or a scalar) as an array of `arg`'s dtype: strings for a
+    string input, numbers (or booleans) for a numeric one; never a silent conversion."""
+    if arg.dtype is None:
+        raise InvalidInput(f"{what}: input '{arg.name}' is {arg.type}, which JSON cannot give")
+    try:
+        array = np.array(value, dtype=object)
+    except ValueError as e:
+        raise InvalidInput(f"{what}: not a rectangular array ({_one_line(e)})") from None
+    leaves = list(array.flat)
+    if any(isinstance(v, list | dict) or v is None for v in leaves):
+        raise InvalidInput(f"{what}: not a rectangular array of values")
+    if arg.dtype.kind == "O":
+        if not all(isinstance(v, str) for v in leaves):
+            raise InvalidInput(f"{what}: the input is {arg.type}: give strings")
+        return array
+    if any(isinstance(v, str) for v in leaves):
+        raise InvalidInput(f"{what}: the input is {arg.type}: give numbers")
+    if arg.dtype.kind == "b":
+        if not all(isinstance(v, bool) for v in leaves):
+            raise InvalidInput(f"{what}: the input is {arg.type}: give true or false")
+        return array.astype(np.bool_)
+    try:
+        typed = array.astype(arg.dtype)
+    except (OverflowError, ValueError, TypeError) as e:
+        raise InvalidInput(f"{what}: not {arg.type} ({_one_line(e)})") from None
+    with np.errstate(invalid="ignore"):
+        exact = all(typed.flat[i] == v or v != v for i, v in enumerate(leaves))
+    if arg.dtype.kind in "iu" and not exact:
+        raise InvalidInput(f"{what}: the input is {arg.type}: a value is not an integer")
+    return typed
+
+
 def _load_npz(path: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -262,13 +305,15 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
 
 
 def map_inputs(args: tuple[str, ...], inputs: list[NodeArg]) -> dict[str, np.ndarray]:
-    """Feeds from the command line: `x.npy` in input order, `name=x.npy`, or `all.npz`.
+    """Feeds from the command line: `x.npy` (or `x.json`) in input order, `name=x.npy`, or
+    `all.npz` (or a `.json` object of name -> values).
 
     Raises:
         InvalidInput: an unknown name, an input given twice, too many files, a bad file.
         OSError: a file cannot be read.
     """
     names = [i.name for i in inputs]
+    by_name = {i.name: i for i in inputs}
     feed: dict[str, np.ndarray] = {}
     positional: list[str] = []
 
@@ -284,10 +329,15 @@ def map_inputs(args: tuple[str, ...], inputs: list[NodeArg]) -> dict[str, np.nda
     for arg in args:
         name, sep, path = arg.partition("=")
         if sep and name in names:
-            put(name, _load_array(path, f"input '{name}'"), arg)
+            put(name, _load_array(path, f"input '{name}'", by_name[name]), arg)
         elif arg.endswith(".npz"):
             for key, value in _load_npz(arg).items():
                 put(key, value, arg)
+        elif arg.lower().endswith(".json") and isinstance(doc := _read_json(arg, arg), dict):
+            for key, value in doc.items():
+                if key not in by_name:
+                    put(key, np.empty(0), arg)  # names the unknown input
+                put(key, _json_array(value, f"{arg}: '{key}'", by_name[key]), arg)
         elif sep and not Path(arg).exists():
             raise InvalidInput(
                 f"{arg}: the model has no input '{name}' (inputs: {', '.join(names)})"
@@ -301,7 +351,7 @@ def map_inputs(args: tuple[str, ...], inputs: list[NodeArg]) -> dict[str, np.nda
             f"{len(feed) + len(positional)} given"
         )
     for name, path in zip(free, positional, strict=False):
-        feed[name] = _load_array(path, f"input '{name}'")
+        feed[name] = _load_array(path, f"input '{name}'", by_name[name])
     return feed
 
 
@@ -335,7 +385,7 @@ def _tensor_json(name: str, value: np.ndarray | list[dict[Any, float]]) -> dict[
         }
     return {
         "name": name,
-        "dtype": value.dtype.name,
+        "dtype": "string" if value.dtype.kind == "O" else value.dtype.name,
         "shape": list(value.shape),
         "data": value.tolist(),
     }
@@ -353,12 +403,16 @@ def _stats_json(stats: RunStats | None) -> dict[str, Any] | None:
 
 def _write_output(path: str, names: list[str], arrays: list[Any]) -> None:
     suffix = Path(path).suffix.lower()
+    # String outputs as numpy str arrays: an object array would be pickled.
+    arrays = [
+        a.astype(str) if isinstance(a, np.ndarray) and a.dtype.kind == "O" else a for a in arrays
+    ]
     if suffix == ".npz":
         with open(path, "wb") as f:
             np.savez(f, **dict(zip(names, arrays, strict=True)))
     elif suffix == ".npy":
         with open(path, "wb") as f:
-            np.save(f, arrays[0])
+            np.save(f, arrays[0], allow_pickle=False)
     else:
         doc = {"outputs": [_tensor_json(n, a) for n, a in zip(names, arrays, strict=True)]}
         Path(path).write_text(json.dumps(doc) + "\n")
@@ -367,6 +421,9 @@ def _write_output(path: str, names: list[str], arrays: list[Any]) -> None:
 def _summary(array: np.ndarray) -> tuple[str, str, str, str]:
     if array.size == 0:
         return "-", "-", "-", "[]"
+    if array.dtype.kind == "O":  # strings
+        first = ", ".join(repr(v) for v in array.reshape(-1)[:4].tolist())
+        return "-", "-", "-", f"[{first}{', ...' if array.size > 4 else ''}]"
     values = array.astype(np.float64) if array.dtype != np.bool_ else array.astype(np.int8)
     finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
     if finite.size:
@@ -454,7 +511,8 @@ def run(
                 first = f"[{{{pairs}}}{', ...' if len(array) > 1 else ''}]"
             table.add_row(name, "seq(map)", f"[{len(array)}]", "-", "-", "-", first)
             continue
-        table.add_row(name, array.dtype.name, str(list(array.shape)), *_summary(array))
+        dtype = "string" if array.dtype.kind == "O" else array.dtype.name
+        table.add_row(name, dtype, str(list(array.shape)), *_summary(array))
     console.print(table)
     if output:
         console.print(f"wrote {len(arrays)} output{'s' * (len(arrays) != 1)} to {output}")
