@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,7 +51,7 @@ from .registry.records import (
 )
 from .registry.settings import setting
 from .runtime.limits import Limits
-from .serve.tensors import DATATYPES, DTYPE_NAMES
+from .serve.tensors import CONTENT_JSON, DATATYPES, DTYPE_NAMES, pack_strings, unpack_strings
 
 try:
     import httpx
@@ -524,13 +525,18 @@ class Client:
         specs, chunks = [], []
         for input_name, value in inputs.items():
             array = np.asarray(value)
-            datatype = DTYPE_NAMES.get(array.dtype.newbyteorder("="))
-            if datatype is None:
+            if array.dtype.kind in "UO":  # strings: BYTES, as UTF-8
+                items = array.ravel().tolist()
+                if not all(isinstance(v, str) for v in items):
+                    raise InvalidInput(f"input {input_name!r}: an object array must hold str")
+                datatype, raw = "BYTES", pack_strings(items)
+            elif (datatype := DTYPE_NAMES.get(array.dtype.newbyteorder("="))) is None:
                 raise InvalidInput(
                     f"input {input_name!r}: dtype {array.dtype} has no OIP datatype "
                     f"(one of {', '.join(DATATYPES)})"
                 )
-            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            else:
+                raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             specs.append(
                 {
                     "name": str(input_name),
@@ -685,29 +691,25 @@ def _decode_outputs(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     offset = 0
     for tensor in doc["outputs"]:
         name, datatype, shape = tensor["name"], tensor["datatype"], tensor["shape"]
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        params = tensor.get("parameters") or {}
+        size = params.get("binary_data_size")
         if size is not None:
             raw = binary[offset : offset + size]
             offset += size
             if len(raw) != size:
                 raise WasmHostError(f"output {name!r}: the answer is cut short")
             if datatype == "BYTES":
-                result[name] = [json.loads(row) for row in _length_prefixed(raw)]
+                value: Any = unpack_strings(raw, math.prod(shape), f"output {name!r}")
             else:
                 dtype = DATATYPES[datatype]
-                array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
-                result[name] = array.reshape(shape)
+                value = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
         elif datatype == "BYTES":
-            result[name] = [json.loads(row) for row in tensor["data"]]
+            value = np.empty(len(tensor["data"]), dtype=object)
+            value[:] = tensor["data"]
         else:
-            result[name] = np.asarray(tensor["data"], dtype=DATATYPES[datatype]).reshape(shape)
+            value = np.asarray(tensor["data"], dtype=DATATYPES[datatype])
+        if datatype == "BYTES" and params.get("content_type") == CONTENT_JSON:
+            result[name] = [json.loads(row) for row in value]  # a ZipMap's maps
+        else:
+            result[name] = value.reshape(shape)
     return result
-
-
-def _length_prefixed(raw: bytes) -> Iterator[str]:
-    """OIP's binary BYTES elements: each a little-endian uint32 length, then its bytes."""
-    at = 0
-    while at < len(raw):
-        n = int.from_bytes(raw[at : at + 4], "little")
-        yield raw[at + 4 : at + 4 + n].decode()
-        at += 4 + n

@@ -53,6 +53,32 @@ def make_model(
     return model.SerializeToString()
 
 
+def string_model() -> bytes:
+    """Strings in and out: `code` = CategoryMapper(x) ("a" 1, "b" 2, else -1), `same` = x."""
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "CategoryMapper",
+                ["x"],
+                ["code"],
+                domain="ai.onnx.ml",
+                cats_strings=["a", "b"],
+                cats_int64s=[1, 2],
+                default_int64=-1,
+            ),
+            helper.make_node("Identity", ["x"], ["same"]),
+        ],
+        "strings",
+        [vi("x", TensorProto.STRING, ["N"])],
+        [vi("code", TensorProto.INT64, ["N"]), vi("same", TensorProto.STRING, ["N"])],
+    )
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", 3)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def vi(name: str, elem: int, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, shape)
 

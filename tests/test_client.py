@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import assert_outputs_equal, f32, make_model, reference, vi, wasmhost_cli
+from conftest import (
+    assert_outputs_equal,
+    f32,
+    make_model,
+    reference,
+    string_model,
+    vi,
+    wasmhost_cli,
+)
 from onnx import TensorProto, helper
 from registry_support import add_model
 from serve_support import LiveServer, free_port, start_server
@@ -389,8 +397,18 @@ def test_infer_matches_onnxruntime(client, rng):
             client.infer("inf/add@1", {"x": a}, version=2)
         with pytest.raises(wasmhost.InvalidInput):
             client.infer("inf/add", {"nope": a})
-        with pytest.raises(wasmhost.InvalidInput, match="OIP"):
+        with pytest.raises(wasmhost.InvalidInput, match=r"tensor\(string\)"):
             client.infer("inf/add", {"x": np.array(["a"])})
+        with pytest.raises(wasmhost.InvalidInput, match="OIP"):
+            client.infer("inf/add", {"x": np.array([1 + 2j])})
+        client.upload("inf", "strings", string_model())
+        words = np.array(["b", "zz", "a", "é"], dtype=object)
+        expected = reference(string_model(), {"x": words})
+        for feed in (words, words.astype(str)):
+            for _ in range(2):
+                got = client.infer("inf/strings", {"x": feed})
+                assert got["code"].tolist() == expected[0].tolist()
+                assert got["same"].dtype == object and got["same"].tolist() == words.tolist()
         with pytest.raises(NotFound):
             client.infer("inf/none", {"x": a})
     finally:

@@ -21,7 +21,15 @@ import numpy as np
 import onnx
 import pytest
 import tritonclient.http as triton
-from conftest import SQUEEZENET, assert_outputs_equal, f32, make_model, reference, vi
+from conftest import (
+    SQUEEZENET,
+    assert_outputs_equal,
+    f32,
+    make_model,
+    reference,
+    string_model,
+    vi,
+)
 from onnx import TensorProto, helper, numpy_helper
 from prometheus_client.parser import text_string_to_metric_families
 from registry_support import add_model, blob_files
@@ -147,6 +155,7 @@ def world(admin: httpx.Client) -> World:
         ("add", add_model(2.0)),
         ("two", two_outputs_model()),
         ("squeezenet", SQUEEZENET.read_bytes()),
+        ("strings", string_model()),
         *[(f"dt-{d.lower()}", dtype_model(d)) for d in DTYPES],
     ]
     for name, data in plan:
@@ -522,6 +531,55 @@ def test_infer_dtypes_round_trip(server, tc, world, rng, datatype, binary):
     (out,) = result.get_response()["outputs"]
     assert out["datatype"] == datatype
     assert result.as_numpy("y").dtype == DTYPES[datatype][1]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_strings(server, tc, world, binary):
+    words = np.array(["b", "zz", "a", "é", ""], dtype=object)
+    expected = reference(string_model(), {"x": words})
+    for feed in (words, np.array([w.encode() for w in words], dtype=object)):
+        for _ in range(REPEATS):
+            result = infer(
+                server,
+                tc,
+                "oip.strings",
+                {"x": feed},
+                binary=binary,
+                outputs=[("code", binary), ("same", binary)],
+            )
+            assert result.as_numpy("code").tolist() == expected[0].tolist()
+            same = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("same")]
+            assert same == words.tolist()
+            out = result.get_output("same")
+            assert out["datatype"] == "BYTES" and out["shape"] == [5]
+            assert out["parameters"]["content_type"] == "str"
+    meta = tc.get_model_metadata("oip.strings", headers=server.headers())
+    assert [(t["name"], t["datatype"]) for t in meta["inputs"]] == [("x", "BYTES")]
+
+
+BAD_BYTES = {
+    "count-over-data": ([4], b"\x01\x00\x00\x00a", "cannot hold 4"),
+    "length-past-end": ([1], b"\x09\x00\x00\x00abc", "runs past"),
+    "not-utf8": ([1], b"\x02\x00\x00\x00\xff\xfe", "not UTF-8"),
+    "trailing": ([1], b"\x01\x00\x00\x00ab", "follow"),
+    "huge-shape": ([2**30], b"\x00" * 8, "cannot hold"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BYTES))
+def test_bad_binary_strings_are_400(admin, world, case):
+    shape, raw, word = BAD_BYTES[case]
+    header = {"name": "x", "datatype": "BYTES", "shape": shape}
+    header["parameters"] = {"binary_data_size": len(raw)}
+    head = json.dumps({"inputs": [header]}).encode()
+    response = admin.post(
+        "/v2/models/oip.strings/infer",
+        content=head + raw,
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    assert_error(response, 400, "InvalidInput", word)
+    body = {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [2], "data": ["a", 1]}]}
+    assert_error(admin.post("/v2/models/oip.strings/infer", json=body), 400, "InvalidInput")
 
 
 def test_infer_squeezenet(server, tc, world, rng):
@@ -1123,9 +1181,9 @@ BAD_INPUTS = {
         {"inputs": [{"name": "x", "datatype": "FP33", "shape": [1, 4], "data": [1, 2, 3, 4]}]},
         "FP33",
     ),
-    "bytes": (
-        {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["a"]}]},
-        "BYTES",
+    "strings-where-floats-belong": (
+        {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": list("abcd")}]},
+        "tensor(string)",
     ),
     "strings-as-numbers": (
         {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": ["1", 2, 3, 4]}]},

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import string_model
 from guests import LOAD_OK, guest
 from onnx import TensorProto, helper
 
@@ -241,22 +242,7 @@ def test_invalid_utf8_in_a_string_output(use_guest):
 
 # --- the CLI -------------------------------------------------------------------
 
-MAPPER = model(
-    [
-        helper.make_node(
-            "CategoryMapper",
-            ["x"],
-            ["code"],
-            domain="ai.onnx.ml",
-            cats_strings=["a", "b"],
-            cats_int64s=[1, 2],
-            default_int64=-1,
-        ),
-        helper.make_node("Identity", ["x"], ["same"]),
-    ],
-    [strings("x", ["N"])],
-    [helper.make_tensor_value_info("code", TensorProto.INT64, ["N"]), strings("same", ["N"])],
-)
+MAPPER = string_model()
 
 
 def test_cli_takes_string_npy_and_json_and_writes_them(tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 
-#: OIP datatype -> numpy dtype (BYTES: strings are not in the runtime yet).
+#: OIP datatype -> numpy dtype; BYTES (strings, as UTF-8) are numpy `object` arrays of str.
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
@@ -32,9 +32,15 @@ DATATYPES: dict[str, np.dtype] = {
     "FP16": np.dtype(np.float16),
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
 }
 #: numpy dtype -> OIP datatype.
 DTYPE_NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+#: A BYTES output's `parameters.content_type` (MLServer's names): "str" for a string tensor,
+#: "json" for a ZipMap's maps, one JSON object per row.
+CONTENT_STR, CONTENT_JSON = "str", "json"
+#: BYTES elements in binary data: a little-endian uint32 length, then the bytes.
+_LENGTH = struct.Struct("<I")
 #: ONNX's tensor type names (as sessions report them) -> OIP datatypes.
 ONNX_TYPES = {
     "tensor(bool)": "BOOL",
@@ -132,8 +138,6 @@ def decode(body: bytes, header_length: str | None) -> InferRequest:
         if name in inputs:
             raise _fail(f"input {name!r} is given twice")
         datatype = item.get("datatype")
-        if datatype == "BYTES":
-            raise _fail(f"input {name!r}: BYTES (string) tensors are not supported yet")
         if datatype not in DATATYPES:
             raise _fail(
                 f"input {name!r}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES)})"
@@ -150,6 +154,13 @@ def decode(body: bytes, header_length: str | None) -> InferRequest:
                 raise _fail(f"input {name!r} has both data and binary_data_size")
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise _fail(f"input {name!r}: binary_data_size must be a non-negative integer")
+            if datatype == "BYTES":
+                if offset + size > len(binary):
+                    raise _fail(f"input {name!r}: binary_data_size {size} runs past the body's end")
+                raw = binary[offset : offset + size]
+                offset += size
+                inputs[name] = unpack_strings(raw, count, f"input {name!r}").reshape(shape)
+                continue
             if size != count * dtype.itemsize:
                 raise _fail(
                     f"input {name!r}: binary_data_size {size} is not {count} {datatype} "
@@ -190,12 +201,52 @@ def decode(body: bytes, header_length: str | None) -> InferRequest:
     )
 
 
+def pack_strings(items: list[str]) -> bytes:
+    """Strings as OIP's binary BYTES elements: length-prefixed UTF-8."""
+    encoded = [s.encode() for s in items]
+    return b"".join(_LENGTH.pack(len(e)) + e for e in encoded)
+
+
+def unpack_strings(raw: memoryview | bytes, count: int, name: str) -> np.ndarray:
+    """`count` length-prefixed UTF-8 strings filling `raw` exactly, as an object array.
+
+    Raises:
+        InvalidInput: the data holds fewer or more elements, or one is not UTF-8.
+    """
+    # Each element takes 4 bytes at least: a count the data cannot hold is refused before
+    # anything is allocated for it.
+    if count * _LENGTH.size > len(raw):
+        raise _fail(f"{name}: {len(raw)} bytes cannot hold {count} BYTES elements")
+    out = np.empty(count, dtype=object)
+    at = 0
+    for i in range(count):
+        if at + _LENGTH.size > len(raw):
+            raise _fail(f"{name}: BYTES element {i} is cut short")
+        (n,) = _LENGTH.unpack_from(raw, at)
+        at += _LENGTH.size
+        if at + n > len(raw):
+            raise _fail(f"{name}: BYTES element {i} of {n} bytes runs past its data")
+        try:
+            out[i] = bytes(raw[at : at + n]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail(f"{name}: BYTES element {i} is not UTF-8") from None
+        at += n
+    if at != len(raw):
+        raise _fail(f"{name}: {len(raw) - at} bytes follow its {count} BYTES elements")
+    return out
+
+
 def _from_json(data: Any, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]
     try:
         flat = np.asarray(data, dtype=object).ravel() if _nested(data) else data
-        if dtype == np.bool_:
+        if dtype.kind == "O":
+            if not all(isinstance(v, str) for v in flat):
+                raise ValueError("BYTES data must be strings")
+            array = np.empty(len(flat), dtype=object)
+            array[:] = list(flat)
+        elif dtype == np.bool_:
             if not all(isinstance(v, bool) for v in flat):
                 raise ValueError("BOOL data must be true or false")
             array = np.asarray(flat, dtype=np.bool_)
@@ -232,16 +283,15 @@ def encode(
         binary = request.binary.get(name, request.binary_default)
         if isinstance(value, list):  # a ZipMap's maps: each row as a JSON string
             rows = [json.dumps({str(k): float(v) for k, v in row.items()}) for row in value]
-            tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": [len(rows)]}
-            if binary:
-                raw = b"".join(struct.pack("<I", len(r.encode())) + r.encode() for r in rows)
-                tensor["parameters"] = {"binary_data_size": len(raw)}
-                chunks.append(raw)
-            else:
-                tensor["data"] = rows
-            tensors.append(tensor)
+            tensors.append(_bytes_tensor(name, [len(rows)], rows, CONTENT_JSON, binary, chunks))
             continue
         array = np.asarray(value)
+        if array.dtype.kind == "O":
+            strings = array.ravel().tolist()
+            tensors.append(
+                _bytes_tensor(name, list(array.shape), strings, CONTENT_STR, binary, chunks)
+            )
+            continue
         datatype = DTYPE_NAMES.get(array.dtype)
         if datatype is None:
             raise InvalidInput(f"output {name!r} has dtype {array.dtype}, which OIP lacks")
@@ -269,3 +319,19 @@ def encode(
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),
     }
+
+
+def _bytes_tensor(
+    name: str, shape: list[int], items: list[str], content: str, binary: bool, chunks: list
+) -> dict[str, Any]:
+    """A BYTES output: JSON strings, or length-prefixed UTF-8 appended to `chunks`."""
+    tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
+    params: dict[str, Any] = {"content_type": content}
+    if binary:
+        raw = pack_strings(items)
+        params["binary_data_size"] = len(raw)
+        chunks.append(raw)
+    else:
+        tensor["data"] = items
+    tensor["parameters"] = params
+    return tensor
