@@ -1,0 +1,173 @@
+//! Patterns in RE2's syntax (what onnxruntime compiles with RE2) run by regex-automata:
+//! both are linear-time engines with nearly the same syntax. The differences that
+//! matter are bridged: RE2's Perl classes `\d \s \w \b` are ASCII-only (Rust's are
+//! Unicode), RE2 takes `[` and `&&`/`--`/`~~` inside a class literally, and RE2 can match
+//! leftmost-longest (what onnxruntime's Tokenizer asks for) where regex-automata's
+//! default is leftmost-first. Back-references, look-around and `\C` are errors in both.
+//! RE2's `\S` matches a vertical tab inside a bracket class (`[\S]`), ours does not.
+
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
+
+/// The compiled size allowed to a pattern (bytes of NFA, each engine): a hostile
+/// pattern such as `(a{1000}){1000}` is an error instead of gigabytes.
+pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// A compiled pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// Leftmost-first: where the leftmost match starts, and full matches.
+    first: Regex,
+    /// All matches: the longest match anchored at a given start.
+    all: Regex,
+}
+
+/// Translates RE2 syntax into regex-automata's (see the module's documentation).
+pub fn translate(pattern: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut in_class = false;
+    // Position (in chars) of the class's first member, where `]` is literal.
+    let mut class_start = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            let Some(&e) = chars.get(i + 1) else {
+                return Err(format!("pattern {pattern:?} ends with a lone backslash"));
+            };
+            i += 2;
+            let rep = if in_class {
+                match e {
+                    'd' => Some("0-9"),
+                    'w' => Some("0-9A-Za-z_"),
+                    's' => Some("\\t\\n\\x0C\\r "),
+                    'D' => Some("[:^digit:]"),
+                    'W' => Some("[:^word:]"),
+                    'S' => Some("[:^space:]"),
+                    _ => None,
+                }
+            } else {
+                match e {
+                    'd' => Some("[0-9]"),
+                    'w' => Some("[0-9A-Za-z_]"),
+                    's' => Some("[\\t\\n\\x0C\\r ]"),
+                    'D' => Some("[^0-9]"),
+                    'W' => Some("[^0-9A-Za-z_]"),
+                    'S' => Some("[^\\t\\n\\x0C\\r ]"),
+                    'b' => Some("(?-u:\\b)"),
+                    'B' => Some("(?-u:\\B)"),
+                    _ => None,
+                }
+            };
+            match rep {
+                Some(r) => out.push_str(r),
+                None => {
+                    out.push('\\');
+                    out.push(e);
+                }
+            }
+            continue;
+        }
+        if !in_class {
+            if c == '[' {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                class_start = i;
+                continue;
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // Inside a bracket class.
+        match c {
+            ']' if i == class_start => out.push_str("\\]"),
+            ']' => in_class = false,
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // A POSIX class `[:name:]` (ASCII in both), copied whole.
+                let rest: String = chars[i..].iter().collect();
+                match rest.find(":]") {
+                    Some(end) if end >= 2 => {
+                        out.push_str(&rest[..end + 2]);
+                        i += rest[..end + 2].chars().count();
+                        continue;
+                    }
+                    _ => out.push_str("\\["),
+                }
+            }
+            '[' => out.push_str("\\["),
+            '&' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                out.push('-');
+                out.push_str("\\-");
+                i += 2;
+                continue;
+            }
+            _ => out.push(c),
+        }
+        if c == ']' && !in_class {
+            out.push(']');
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn build(pattern: &str, kind: MatchKind) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(syntax::Config::new().nest_limit(100))
+        .configure(meta::Config::new().match_kind(kind).nfa_size_limit(Some(PATTERN_SIZE_LIMIT)).onepass_size_limit(Some(PATTERN_SIZE_LIMIT)).dfa_size_limit(Some(PATTERN_SIZE_LIMIT)).hybrid_cache_capacity(PATTERN_SIZE_LIMIT))
+        .build(pattern)
+        .map_err(|e| format!("invalid or too large pattern {pattern:?}: {e}"))
+}
+
+impl Pattern {
+    /// Compiles an RE2 pattern.
+    pub fn new(pattern: &str) -> Result<Pattern, String> {
+        let translated = translate(pattern)?;
+        let first = build(&translated, MatchKind::LeftmostFirst)?;
+        let all = build(&translated, MatchKind::All)?;
+        Ok(Pattern { first, all })
+    }
+
+    /// The leftmost-longest match in `text[from..]` (RE2's `longest_match`), with the
+    /// whole text as context for `^`, `$` and `\b`; byte offsets into `text`.
+    pub fn find_longest(&self, text: &str, from: usize) -> Option<(usize, usize)> {
+        if from > text.len() || !text.is_char_boundary(from) {
+            return None;
+        }
+        let m = self.first.search(&Input::new(text).range(from..))?;
+        let start = m.start();
+        let input = Input::new(text).range(start..).anchored(Anchored::Yes);
+        let end = self.all.search(&input).map_or(m.end(), |l| l.end().max(m.end()));
+        Some((start, end))
+    }
+
+    /// Compiles an RE2 pattern to be matched against whole texts only
+    /// ([`Pattern::full_match`]; `find_longest` then finds full matches only).
+    pub fn new_full(pattern: &str) -> Result<Pattern, String> {
+        let translated = translate(pattern)?;
+        // Parsed alone first: `a)|(b` must not become valid once wrapped.
+        syntax::parse_with(&translated, &syntax::Config::new().nest_limit(100))
+            .map_err(|e| format!("invalid pattern {pattern:?}: {e}"))?;
+        let translated = format!("\\A(?:{translated})\\z");
+        let first = build(&translated, MatchKind::LeftmostFirst)?;
+        Ok(Pattern { first: first.clone(), all: first })
+    }
+
+    /// Whether the pattern matches the whole of `text` (RE2's `FullMatch`; the pattern
+    /// compiled by [`Pattern::new_full`]).
+    pub fn full_match(&self, text: &str) -> bool {
+        self.first.is_match(text)
+    }
+}
