@@ -19,6 +19,7 @@ pub mod tokenize;
 
 
 pub use normalize::{CaseChange, StringNormalizer};
+pub use tfidf::{TfIdf, TfIdfMode};
 pub use tokenize::Tokenizer;
 pub use re2::{Pattern, PATTERN_SIZE_LIMIT};
 
