@@ -19,6 +19,7 @@ pub mod tokenize;
 
 
 pub use normalize::{CaseChange, StringNormalizer};
+pub use strings::{regex_full_match, split_one, string_concat, string_split, RegexFullMatch};
 pub use tfidf::{TfIdf, TfIdfMode};
 pub use tokenize::Tokenizer;
 pub use re2::{Pattern, PATTERN_SIZE_LIMIT};
