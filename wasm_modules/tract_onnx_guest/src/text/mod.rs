@@ -17,15 +17,12 @@ pub mod strings;
 pub mod tfidf;
 pub mod tokenize;
 
-
+pub use labels::{label_encode_v1_int_to_string, CategoryMapper, LabelEncoder, LabelKey, OneHotEncoder};
 pub use normalize::{CaseChange, StringNormalizer};
+pub use re2::{Pattern, PATTERN_SIZE_LIMIT};
 pub use strings::{regex_full_match, split_one, string_concat, string_split, RegexFullMatch};
 pub use tfidf::{TfIdf, TfIdfMode};
 pub use tokenize::Tokenizer;
-pub use re2::{Pattern, PATTERN_SIZE_LIMIT};
-
-
-
 
 /// The most elements an output of these kernels may have (2^28), so that a hostile
 /// model's attributes times its input cannot exhaust the guest's memory.
@@ -39,9 +36,7 @@ pub fn output_len(dims: &[usize]) -> Result<usize, String> {
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| format!("output shape {dims:?} overflows"))?;
     if n > MAX_OUTPUT_ELEMENTS {
-        return Err(format!(
-            "output shape {dims:?} has {n} elements, more than the limit of {MAX_OUTPUT_ELEMENTS}"
-        ));
+        return Err(format!("output shape {dims:?} has {n} elements, more than the limit of {MAX_OUTPUT_ELEMENTS}"));
     }
     Ok(n)
 }

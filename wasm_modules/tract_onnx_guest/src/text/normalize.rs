@@ -20,9 +20,7 @@ impl CaseChange {
             "LOWER" => Ok(CaseChange::Lower),
             "UPPER" => Ok(CaseChange::Upper),
             "NONE" => Ok(CaseChange::None),
-            _ => Err(format!(
-                "StringNormalizer: case_change_action {s:?} is not LOWER, UPPER or NONE"
-            )),
+            _ => Err(format!("StringNormalizer: case_change_action {s:?} is not LOWER, UPPER or NONE")),
         }
     }
 }
@@ -84,13 +82,14 @@ pub struct StringNormalizer {
 impl StringNormalizer {
     /// `case_change_action` as [`CaseChange::parse`] reads it, `is_case_sensitive != 0`,
     /// the `stopwords`.
-    pub fn new(case_change_action: &str, is_case_sensitive: i64, stopwords: &[String]) -> Result<StringNormalizer, String> {
+    pub fn new(
+        case_change_action: &str,
+        is_case_sensitive: i64,
+        stopwords: &[String],
+    ) -> Result<StringNormalizer, String> {
         let case_change = CaseChange::parse(case_change_action)?;
         let case_sensitive = is_case_sensitive != 0;
-        let stopwords = stopwords
-            .iter()
-            .map(|w| if case_sensitive { w.clone() } else { to_lower(w) })
-            .collect();
+        let stopwords = stopwords.iter().map(|w| if case_sensitive { w.clone() } else { to_lower(w) }).collect();
         Ok(StringNormalizer { case_change, case_sensitive, stopwords })
     }
 
@@ -104,11 +103,7 @@ impl StringNormalizer {
             [c] if *c > 0 => {}
             [1, c] if *c > 0 => {}
             [_] => return Err("StringNormalizer: input dimension [C] must have C > 0".into()),
-            _ => {
-                return Err(format!(
-                    "StringNormalizer: input shape {shape:?} is neither [C] nor [1, C] with C > 0"
-                ))
-            }
+            _ => return Err(format!("StringNormalizer: input shape {shape:?} is neither [C] nor [1, C] with C > 0")),
         }
         let mut y: Vec<String> = x
             .iter()
@@ -143,7 +138,13 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
-    fn run(case: &str, sensitive: i64, stop: &[&str], x: &[&str], shape: &[usize]) -> Result<(Vec<String>, Vec<usize>), String> {
+    fn run(
+        case: &str,
+        sensitive: i64,
+        stop: &[&str],
+        x: &[&str],
+        shape: &[usize],
+    ) -> Result<(Vec<String>, Vec<usize>), String> {
         StringNormalizer::new(case, sensitive, &s(stop))?.run(&s(x), shape)
     }
 

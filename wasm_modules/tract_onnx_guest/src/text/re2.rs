@@ -126,7 +126,14 @@ pub fn translate(pattern: &str) -> Result<String, String> {
 fn build(pattern: &str, kind: MatchKind) -> Result<Regex, String> {
     Regex::builder()
         .syntax(syntax::Config::new().nest_limit(100))
-        .configure(meta::Config::new().match_kind(kind).nfa_size_limit(Some(PATTERN_SIZE_LIMIT)).onepass_size_limit(Some(PATTERN_SIZE_LIMIT)).dfa_size_limit(Some(PATTERN_SIZE_LIMIT)).hybrid_cache_capacity(PATTERN_SIZE_LIMIT))
+        .configure(
+            meta::Config::new()
+                .match_kind(kind)
+                .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+                .onepass_size_limit(Some(PATTERN_SIZE_LIMIT))
+                .dfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+                .hybrid_cache_capacity(PATTERN_SIZE_LIMIT),
+        )
         .build(pattern)
         .map_err(|e| format!("invalid or too large pattern {pattern:?}: {e}"))
 }

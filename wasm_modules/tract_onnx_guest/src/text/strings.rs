@@ -140,16 +140,28 @@ mod tests {
         let want = ["a", "b", "", "c", "", "x", "", "", "", "", "", "", "", "", "", ""];
         assert_eq!(y, s(&want));
         let x = ["a,b,,c", ",x", ""];
-        assert_eq!(split(&x, &[3], Some(","), Some(1)), (s(&["a", "b,,c", "", "x", "", ""]), vec![3, 2], vec![2, 2, 0]));
+        assert_eq!(
+            split(&x, &[3], Some(","), Some(1)),
+            (s(&["a", "b,,c", "", "x", "", ""]), vec![3, 2], vec![2, 2, 0])
+        );
         assert_eq!(split(&x, &[3], Some(","), Some(0)), (s(&["a,b,,c", ",x", ""]), vec![3, 1], vec![1, 1, 0]));
-        assert_eq!(split(&["a<>b<>c", "<><>"], &[2], Some("<>"), None), (s(&["a", "b", "c", "", "", ""]), vec![2, 3], vec![3, 3]));
-        assert_eq!(split(&["a,b", "c,d"], &[2, 1], Some(","), None), (s(&["a", "b", "c", "d"]), vec![2, 1, 2], vec![2, 2]));
+        assert_eq!(
+            split(&["a<>b<>c", "<><>"], &[2], Some("<>"), None),
+            (s(&["a", "b", "c", "", "", ""]), vec![2, 3], vec![3, 3])
+        );
+        assert_eq!(
+            split(&["a,b", "c,d"], &[2, 1], Some(","), None),
+            (s(&["a", "b", "c", "d"]), vec![2, 1, 2], vec![2, 2])
+        );
         assert_eq!(split(&[], &[0], Some(","), None), (vec![], vec![0, 0], vec![]));
         assert_eq!(split(&["", ""], &[2], Some(","), None), (vec![], vec![2, 0], vec![0, 0]));
         assert_eq!(split(&["a,b"], &[1], Some(","), Some(-1)), (s(&["a", "b"]), vec![1, 2], vec![2]));
         assert_eq!(split(&["a,b"], &[1], Some(","), Some(-2)), (s(&["a", "b"]), vec![1, 2], vec![2]));
         assert_eq!(split(&["x"], &[1], Some(","), None), (s(&["x"]), vec![1, 1], vec![1]));
-        assert_eq!(split(&[",a,", "a,,"], &[2], Some(","), Some(1)), (s(&["", "a,", "a", ","]), vec![2, 2], vec![2, 2]));
+        assert_eq!(
+            split(&[",a,", "a,,"], &[2], Some(","), Some(1)),
+            (s(&["", "a,", "a", ","]), vec![2, 2], vec![2, 2])
+        );
         assert!(string_split(&s(&["a"]), &[2], None, None).is_err());
     }
 
@@ -191,7 +203,10 @@ mod tests {
         assert_eq!(regex_full_match("^ab$", &s(&["ab"])).unwrap(), vec![true]);
         assert_eq!(regex_full_match("(?i)ab", &s(&["aB"])).unwrap(), vec![true]);
         assert_eq!(regex_full_match("", &s(&["ab", ""])).unwrap(), vec![false, true]);
-        assert_eq!(regex_full_match("[\\w.+-]+@[\\w-]+\\.[\\w.-]+", &s(&["a.b@c.org", "a@b"])).unwrap(), vec![true, false]);
+        assert_eq!(
+            regex_full_match("[\\w.+-]+@[\\w-]+\\.[\\w.-]+", &s(&["a.b@c.org", "a@b"])).unwrap(),
+            vec![true, false]
+        );
         assert!(regex_full_match("a(", &[]).unwrap_err().contains("RegexFullMatch"));
         assert!(regex_full_match("(a)\\1", &[]).is_err());
         assert!(regex_full_match("a)|(b", &[]).is_err());

@@ -82,9 +82,7 @@ impl<K: Eq + Hash + Clone> TfIdf<K> {
             return Err("TfIdfVectorizer: min_gram_length must be positive".into());
         }
         if max_gram < min_gram {
-            return Err(format!(
-                "TfIdfVectorizer: max_gram_length {max_gram} is less than min_gram_length {min_gram}"
-            ));
+            return Err(format!("TfIdfVectorizer: max_gram_length {max_gram} is less than min_gram_length {min_gram}"));
         }
         if max_gram > ngram_counts.len() {
             return Err(format!(
@@ -92,16 +90,10 @@ impl<K: Eq + Hash + Clone> TfIdf<K> {
                 ngram_counts.len()
             ));
         }
-        let indexes = ngram_indexes
-            .iter()
-            .map(|&i| attr_usize("ngram_indexes", i))
-            .collect::<Result<Vec<usize>, String>>()?;
+        let indexes =
+            ngram_indexes.iter().map(|&i| attr_usize("ngram_indexes", i)).collect::<Result<Vec<usize>, String>>()?;
         if !weights.is_empty() && weights.len() != indexes.len() {
-            return Err(format!(
-                "TfIdfVectorizer: {} weights for {} ngram_indexes",
-                weights.len(),
-                indexes.len()
-            ));
+            return Err(format!("TfIdfVectorizer: {} weights for {} ngram_indexes", weights.len(), indexes.len()));
         }
         if pool.is_empty() {
             return Err("TfIdfVectorizer: the pool (pool_int64s or pool_strings) is empty".into());
@@ -126,7 +118,7 @@ impl<K: Eq + Hash + Clone> TfIdf<K> {
                 ));
             }
             let items = &pool[start..end];
-            if items.len() % n != 0 {
+            if !items.len().is_multiple_of(n) {
                 return Err(format!(
                     "TfIdfVectorizer: {} pool items for {n}-grams do not make whole {n}-grams",
                     items.len()
@@ -163,11 +155,7 @@ impl<K: Eq + Hash + Clone> TfIdf<K> {
         let out = match shape {
             [_] => vec![self.width],
             [n, _] if *n > 0 => vec![*n, self.width],
-            _ => {
-                return Err(format!(
-                    "TfIdfVectorizer: input shape {shape:?} is neither [C] nor [N, C] with N > 0"
-                ))
-            }
+            _ => return Err(format!("TfIdfVectorizer: input shape {shape:?} is neither [C] nor [N, C] with N > 0")),
         };
         output_len(&out)?;
         Ok(out)

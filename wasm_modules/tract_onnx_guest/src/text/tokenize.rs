@@ -46,7 +46,13 @@ impl Tokenizer {
     /// (`None` when absent; `Some(&[])` counts as absent) or `tokenexp` (`None` when
     /// absent; an empty one is an error), one of them required. Invalid patterns, and
     /// patterns whose compiled form exceeds [`super::PATTERN_SIZE_LIMIT`], are errors.
-    pub fn new(mark: i64, mincharnum: i64, pad_value: &str, separators: Option<&[String]>, tokenexp: Option<&str>) -> Result<Tokenizer, String> {
+    pub fn new(
+        mark: i64,
+        mincharnum: i64,
+        pad_value: &str,
+        separators: Option<&[String]>,
+        tokenexp: Option<&str>,
+    ) -> Result<Tokenizer, String> {
         if mincharnum <= 0 {
             return Err(format!("Tokenizer: mincharnum must be positive, got {mincharnum}"));
         }
@@ -63,13 +69,13 @@ impl Tokenizer {
             }
             (None, Some("")) => return Err("Tokenizer: tokenexp is empty".into()),
             (None, Some(".")) => Splitter::Chars,
-            (None, Some(exp)) => Splitter::TokenExp(Pattern::new(exp).map_err(|e| format!("Tokenizer: tokenexp: {e}"))?),
+            (None, Some(exp)) => {
+                Splitter::TokenExp(Pattern::new(exp).map_err(|e| format!("Tokenizer: tokenexp: {e}"))?)
+            }
             (None, None) => return Err("Tokenizer: either separators or tokenexp is required".into()),
         };
         if matches!(splitter, Splitter::Chars) && mincharnum >= 2 {
-            return Err(format!(
-                "Tokenizer: mincharnum {mincharnum} is too big for tokenization by character"
-            ));
+            return Err(format!("Tokenizer: mincharnum {mincharnum} is too big for tokenization by character"));
         }
         Ok(Tokenizer { mark: mark != 0, mincharnum, pad_value: pad_value.to_string(), splitter })
     }
@@ -154,7 +160,13 @@ impl Tokenizer {
         }
         let rows: Vec<Vec<&str>> = x.iter().map(|s| self.tokens(s)).collect();
         let most = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let width = if most == 0 { 0 } else if self.mark { most + 2 } else { most };
+        let width = if most == 0 {
+            0
+        } else if self.mark {
+            most + 2
+        } else {
+            most
+        };
         let mut out_shape = shape.to_vec();
         out_shape.push(width);
         let len = output_len(&out_shape)?;
@@ -232,8 +244,8 @@ mod tests {
         let (y, shape) = t.run(&x, &[2, 2]).unwrap();
         assert_eq!(shape, vec![2, 2, 5]);
         let want = [
-            "\u{2}", "ab", "cd", "\u{3}", "#", "\u{2}", "x", "y", "z", "\u{3}", "\u{2}", "\u{3}", "#", "#", "#", "\u{2}",
-            "q", "\u{3}", "#", "#",
+            "\u{2}", "ab", "cd", "\u{3}", "#", "\u{2}", "x", "y", "z", "\u{3}", "\u{2}", "\u{3}", "#", "#", "#",
+            "\u{2}", "q", "\u{3}", "#", "#",
         ];
         assert_eq!(y, s(&want));
         let t = Tokenizer::new(1, 1, "PAD", Some(&s(&[" "])), None).unwrap();
@@ -302,7 +314,10 @@ mod tests {
 
     #[test]
     fn separators() {
-        assert_eq!(seps(&[" ", ";"]).run(&s(&["ab cd;ef", "x;;y"]), &[2]).unwrap().0, s(&["ab", "cd", "ef", "x", "y", "#"]));
+        assert_eq!(
+            seps(&[" ", ";"]).run(&s(&["ab cd;ef", "x;;y"]), &[2]).unwrap().0,
+            s(&["ab", "cd", "ef", "x", "y", "#"])
+        );
         assert_eq!(toks(&seps(&["X"]), "aXbXXc"), s(&["a", "b", "c"]));
         assert_eq!(toks(&seps(&["X", "Y", "XY"]), "aXYbYXc"), s(&["a", "b", "c"]));
         // Applied one after the other, not as one alternation.
