@@ -21,7 +21,7 @@ pub use labels::{label_encode_v1_int_to_string, CategoryMapper, LabelEncoder, La
 pub use normalize::{CaseChange, StringNormalizer};
 pub use re2::{Pattern, PATTERN_SIZE_LIMIT};
 pub use strings::{regex_full_match, split_one, string_concat, string_split, RegexFullMatch};
-pub use tfidf::{TfIdf, TfIdfMode};
+pub use tfidf::{TfIdf, TfIdfMode, MAX_TABLE_ITEMS};
 pub use tokenize::Tokenizer;
 
 /// The most elements an output of these kernels may have (2^28), so that a hostile

@@ -51,6 +51,10 @@ pub struct TfIdf<K> {
     width: usize,
 }
 
+/// The most items (n-grams' and their prefixes') the n-gram table may hold: a pool that
+/// is one 100000-gram would otherwise need 5 * 10^9.
+pub const MAX_TABLE_ITEMS: usize = 1 << 24;
+
 fn attr_usize(name: &str, v: i64) -> Result<usize, String> {
     usize::try_from(v).map_err(|_| format!("TfIdfVectorizer: {name} {v} is negative or too large"))
 }
@@ -105,6 +109,8 @@ impl<K: Eq + Hash + Clone> TfIdf<K> {
         output_len(&[width])?;
         let mut grams: HashMap<Vec<K>, usize> = HashMap::new();
         let mut id = 0usize;
+        // Items held by the table, prefixes included: n(n+1)/2 per n-gram.
+        let mut held = 0usize;
         for (i, &start) in ngram_counts.iter().enumerate() {
             let n = i + 1;
             let end = ngram_counts.get(i + 1).copied().unwrap_or(pool.len() as i64);
@@ -136,6 +142,14 @@ impl<K: Eq + Hash + Clone> TfIdf<K> {
                         indexes.len()
                     ));
                 }
+                held = n
+                    .checked_mul(n + 1)
+                    .map(|h| h / 2)
+                    .and_then(|h| held.checked_add(h))
+                    .filter(|&h| h <= MAX_TABLE_ITEMS)
+                    .ok_or_else(|| {
+                        format!("TfIdfVectorizer: the pool's n-grams and their prefixes exceed {MAX_TABLE_ITEMS} items")
+                    })?;
                 for k in 1..n {
                     grams.entry(gram[..k].to_vec()).or_insert(0);
                 }
@@ -318,6 +332,15 @@ mod tests {
     }
 
     #[test]
+    fn weights_accumulate_in_single_precision() {
+        // onnxruntime adds the weight once per occurrence (not count * weight).
+        let t = TfIdf::new("TFIDF", 1, 1, 0, &[0], &[0, 1], &[0.1, 0.7], &[1i64, 2]).unwrap();
+        let mut x = vec![1i64; 10];
+        x.extend([2; 10]);
+        assert_eq!(t.run(&x, &[20]).unwrap().0, vec![1.000_000_1, 6.999_999]);
+    }
+
+    #[test]
     fn strings_and_pad_tokens() {
         // skl2onnx feeds the Tokenizer's rows, pads ("#") included: they are items.
         let pool = s(&["a", "b", "#", "a", "b", "b", "#"]);
@@ -361,6 +384,11 @@ mod tests {
         // A width beyond the output limit.
         assert!(bad("TF", 1, 2, 0, &[0, 4], &[0, 1, 2, 3, 4, 1 << 40], &[], &POOL).contains("limit"));
         bad("TF", 1, 2, 0, &[0, 4], &[0, 1, 2, 3, 4, i64::MAX], &[], &POOL);
+        // One huge n-gram: its prefixes would take 5 * 10^9 items.
+        let pool: Vec<i64> = (0..100_000).collect();
+        let mut counts = vec![0i64; 100_000];
+        let e = TfIdf::new("TF", 100_000, 100_000, 0, &counts, &[0], &[], &pool).unwrap_err();
+        assert!(e.contains("exceed"), "{e}");
         // Sizes outside [min, max] are not checked for duplicates (as onnxruntime).
         assert!(TfIdf::new("TF", 2, 2, 0, &[0, 4], &IDX, &[], &[5, 5, 5, 4, 5, 6, 7, 8]).is_ok());
         // Accepted, and harmless: indexes past the counted n-grams.

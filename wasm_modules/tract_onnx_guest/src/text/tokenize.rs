@@ -339,6 +339,11 @@ mod tests {
         assert_eq!(toks(&seps(&["X", "c|$"]), "aXbXc"), s(&["a", "b"]));
         assert_eq!(toks(&seps(&["Y", "X|b"]), "aXbYc"), s(&["a", "c"]));
         assert_eq!(toks(&seps(&["\\s"]), "a\u{b}b c\u{c}d"), s(&["a\u{b}b", "c", "d"]));
+        // Each piece is a text of its own for the next separators' ^, $ and \b.
+        assert_eq!(toks(&seps(&["X", "^b"]), "aXbc"), s(&["a", "c"]));
+        assert_eq!(toks(&seps(&["X", "c$", "a$"]), "aXbc"), s(&["b"]));
+        assert_eq!(toks(&seps(&[" ", "\\bc"]), "ab cd"), s(&["ab", "d"]));
+        assert_eq!(toks(&seps(&["\\+", "\\Bd"]), "ab+cd"), s(&["ab", "c"]));
         // separators win over tokenexp.
         let t = Tokenizer::new(0, 1, "#", Some(&s(&["b"])), Some("[a-z]")).unwrap();
         assert_eq!(toks(&t, "abc"), s(&["a", "c"]));
