@@ -31,9 +31,12 @@ pub fn translate(pattern: &str) -> Result<String, String> {
     let mut in_class = false;
     // Position (in chars) of the class's first member, where `]` is literal.
     let mut class_start = 0;
+    // Whether the last thing outside a class was a repetition operator.
+    let mut last_repeat = false;
     while i < chars.len() {
         let c = chars[i];
         if c == '\\' {
+            last_repeat = false;
             let Some(&e) = chars.get(i + 1) else {
                 return Err(format!("pattern {pattern:?} ends with a lone backslash"));
             };
@@ -66,11 +69,46 @@ pub fn translate(pattern: &str) -> Result<String, String> {
                 None => {
                     out.push('\\');
                     out.push(e);
+                    // `\p{Greek}`, `\x{41}`: the braces belong to the escape.
+                    if matches!(e, 'p' | 'P' | 'x') && chars.get(i) == Some(&'{') {
+                        let Some(close) = chars[i..].iter().position(|&c| c == '}') else {
+                            return Err(format!("pattern {pattern:?}: unclosed \\{e}{{"));
+                        };
+                        out.extend(&chars[i..=i + close]);
+                        i += close + 1;
+                    }
                 }
             }
             continue;
         }
         if !in_class {
+            // RE2 refuses stacked repetitions (`a**`, `a+{2}`; a lazy `?` is not one) and
+            // reads a `{` that does not start `{n}`, `{n,}` or `{n,m}` as a literal.
+            let repeat = match c {
+                '*' | '+' | '?' => Some(1),
+                '{' => repeat_len(&chars[i..]),
+                _ => None,
+            };
+            if let Some(len) = repeat {
+                if last_repeat {
+                    return Err(format!("pattern {pattern:?}: bad repetition operator at character {i}"));
+                }
+                out.extend(&chars[i..i + len]);
+                i += len;
+                if chars.get(i) == Some(&'?') {
+                    out.push('?');
+                    i += 1;
+                }
+                last_repeat = true;
+                continue;
+            }
+            last_repeat = false;
+            if c == '{' || c == '}' {
+                out.push('\\');
+                out.push(c);
+                i += 1;
+                continue;
+            }
             if c == '[' {
                 in_class = true;
                 out.push('[');
@@ -121,6 +159,21 @@ pub fn translate(pattern: &str) -> Result<String, String> {
         i += 1;
     }
     Ok(out)
+}
+
+/// The length in characters of the repetition `{n}`, `{n,}` or `{n,m}` that `chars`
+/// starts with, if it does.
+fn repeat_len(chars: &[char]) -> Option<usize> {
+    let digits = |from: usize| chars.get(from..).map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
+    let lo = digits(1);
+    if lo == 0 {
+        return None;
+    }
+    let mut i = 1 + lo;
+    if chars.get(i) == Some(&',') {
+        i += 1 + digits(i + 1);
+    }
+    (chars.get(i) == Some(&'}')).then_some(i + 1)
 }
 
 fn build(pattern: &str, kind: MatchKind) -> Result<Regex, String> {

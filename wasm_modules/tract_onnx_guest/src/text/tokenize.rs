@@ -29,8 +29,9 @@ enum Splitter {
 /// With `tokenexp`, the tokens are the successive non-overlapping matches (an empty match
 /// moves on one character). With `separators` (which win when both attributes are
 /// given), the text is split by the first separator, each piece by the second, and so
-/// on; a separator matching the empty string at some point of a piece drops the rest of
-/// that piece (`" *"` yields no token at all). Tokens of fewer than `mincharnum`
+/// on; where a separator matches the empty string, the character there is dropped
+/// (`" *"` yields no token at all, `"^"` drops the first character, `"\\b"` each word's
+/// first character). Tokens of fewer than `mincharnum`
 /// characters are dropped. Each input string gives a row of the output's last axis:
 /// `[start mark] tokens [end mark]` padded with `pad_value` to the longest row.
 #[derive(Debug, Clone)]
@@ -124,11 +125,19 @@ impl Tokenizer {
                                     if start > pos {
                                         next.push(&piece[pos..start]);
                                     }
-                                    if end == start {
-                                        // onnxruntime stops at an empty separator match.
+                                    if end > start {
+                                        pos = end;
+                                    } else {
+                                        // An empty separator match: onnxruntime drops the
+                                        // character there and goes on after it.
+                                        match piece[start..].chars().next() {
+                                            Some(c) => pos = start + c.len_utf8(),
+                                            None => break,
+                                        }
+                                    }
+                                    if pos >= piece.len() {
                                         break;
                                     }
-                                    pos = end;
                                 }
                             }
                         }
@@ -329,7 +338,7 @@ mod tests {
         assert_eq!(toks(&seps(&["a|ab"]), "xaby"), s(&["x", "y"]));
         assert_eq!(toks(&seps(&["^a"]), "abc"), s(&["bc"]));
         assert_eq!(toks(&seps(&[" "]), "ab  cd"), s(&["ab", "cd"]));
-        // An empty separator match ends the piece.
+        // An empty separator match drops the character where it matches.
         for v in [&[" *"][..], &[" *", " "], &[" ", " *"], &["b*"], &["c|"], &["", "b"], &["b", ""]] {
             assert_eq!(toks(&seps(v), "abc de"), s(&[]), "{v:?}");
         }
@@ -339,6 +348,13 @@ mod tests {
         assert_eq!(toks(&seps(&["X", "c|$"]), "aXbXc"), s(&["a", "b"]));
         assert_eq!(toks(&seps(&["Y", "X|b"]), "aXbYc"), s(&["a", "c"]));
         assert_eq!(toks(&seps(&["\\s"]), "a\u{b}b c\u{c}d"), s(&["a\u{b}b", "c", "d"]));
+        assert_eq!(toks(&seps(&["^", " "]), "abc a b\nc éÉ日本 42_x"), s(&["bc", "a", "b\nc", "éÉ日本", "42_x"]));
+        assert_eq!(toks(&seps(&["^"]), "éÉ日本"), s(&["É日本"]));
+        let x = ["abc", "a b\nc", "aaaa bbbb", "AbA Ab\u{b}\u{a0}x"];
+        let want = [&["bc"][..], &[], &["aaa", "bbb"], &["bA", "b", "\u{a0}"]];
+        for (x, want) in x.iter().zip(want) {
+            assert_eq!(toks(&seps(&["\\b", " "]), x), s(want), "{x:?}");
+        }
         // Each piece is a text of its own for the next separators' ^, $ and \b.
         assert_eq!(toks(&seps(&["X", "^b"]), "aXbc"), s(&["a", "c"]));
         assert_eq!(toks(&seps(&["X", "c$", "a$"]), "aXbc"), s(&["b"]));
