@@ -134,3 +134,45 @@ fn skl2onnx_text_pipelines() {
         assert_eq!(yshape, ints(get(c, "out_shape")).iter().map(|&v| v as usize).collect::<Vec<_>>());
     }
 }
+
+/// RE2 takes a repetition after a flag group (`[]a](?i)*`) as repeating what precedes
+/// the group; regex-syntax refuses it. The only disagreement the random patterns find.
+fn known_refusal(pattern: &str) -> bool {
+    pattern.contains("(?i)*")
+}
+
+#[test]
+fn random_patterns() {
+    let all = load("patterns.msgpack");
+    let texts = strs(get(&all, "texts"));
+    let cases = get(&all, "cases").as_array().unwrap();
+    let (mut agree, mut refused_by_both) = (0, 0);
+    for c in cases {
+        let p = get(c, "p").as_str().unwrap().to_string();
+        let sep = get(c, "mode").as_str() == Some("sep");
+        let t = if sep {
+            Tokenizer::new(0, 1, "#", Some(&[p.clone(), " ".into()]), None)
+        } else {
+            Tokenizer::new(0, 1, "#", None, Some(&p))
+        };
+        match (t, get(c, "err").as_bool().unwrap()) {
+            (Err(_), true) => refused_by_both += 1,
+            (Err(e), false) => assert!(known_refusal(&p), "{p:?} refused: {e}"),
+            (Ok(_), true) => panic!("{p:?} accepted, onnxruntime refuses it"),
+            (Ok(t), false) => {
+                let (y, shape) = t.run(&texts, &[texts.len()]).unwrap();
+                assert_eq!(y, strs(get(c, "y")), "{p:?} as a {}", if sep { "separator" } else { "tokenexp" });
+                assert_eq!(shape, ints(get(c, "oshape")).iter().map(|&v| v as usize).collect::<Vec<_>>());
+                agree += 1;
+            }
+        }
+        let full = get(c, "full").as_array().map(|a| a.iter().map(|b| b.as_bool().unwrap()).collect::<Vec<_>>());
+        match (RegexFullMatch::new(&p), full) {
+            (Ok(r), Some(want)) => assert_eq!(r.run(&texts), want, "RegexFullMatch {p:?}"),
+            (Err(e), Some(_)) => assert!(known_refusal(&p), "RegexFullMatch {p:?} refused: {e}"),
+            (Ok(_), None) => panic!("RegexFullMatch {p:?} accepted, onnxruntime refuses it"),
+            (Err(_), None) => {}
+        }
+    }
+    assert!(agree > cases.len() / 2 && refused_by_both > 0, "{agree} {refused_by_both}");
+}

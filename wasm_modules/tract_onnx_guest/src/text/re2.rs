@@ -231,3 +231,41 @@ impl Pattern {
         self.first.is_match(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translation() {
+        let t = |p: &str| translate(p).unwrap();
+        assert_eq!(t("\\w+\\d\\s\\b"), "[0-9A-Za-z_]+[0-9][\\t\\n\\x0C\\r ](?-u:\\b)");
+        assert_eq!(t("[\\w\\D-]"), "[0-9A-Za-z_[:^digit:]-]");
+        assert_eq!(t("[[]&&[:alpha:]~~"), "[\\[]&&[:alpha:]~~");
+        assert_eq!(t("[a&&b~~c--d]"), "[a\\&\\&b\\~\\~c-\\-d]");
+        assert_eq!(t("[]a][^]b]"), "[\\]a][^\\]b]");
+        // RE2 reads a brace that does not make a repetition as a literal.
+        assert_eq!(t("a{2}b{2,}c{2,3}?{x}{,2}}"), "a{2}b{2,}c{2,3}?\\{x\\}\\{,2\\}\\}");
+        assert_eq!(t("\\p{Greek}\\P{L}\\x{41}\\pL"), "\\p{Greek}\\P{L}\\x{41}\\pL");
+        // Stacked repetitions are refused, a lazy ? is not one.
+        for p in ["a**", "a++", "a?+", "a+{2}", "a{2}{2}", "a*??"] {
+            assert!(translate(p).is_err(), "{p}");
+        }
+        assert_eq!(t("a*?b+?c??d{2}?"), "a*?b+?c??d{2}?");
+        assert!(translate("a\\").is_err());
+        assert!(translate("\\p{Greek").is_err());
+    }
+
+    #[test]
+    fn leftmost_longest() {
+        let p = Pattern::new("a|ab|abc").unwrap();
+        assert_eq!(p.find_longest("xabcab", 0), Some((1, 4)));
+        assert_eq!(p.find_longest("xabcab", 4), Some((4, 6)));
+        assert_eq!(p.find_longest("xabcab", 6), None);
+        // Out of range or inside a character: no match, no panic.
+        assert_eq!(p.find_longest("ab", 3), None);
+        assert_eq!(Pattern::new("b").unwrap().find_longest("éb", 1), None);
+        assert!(Pattern::new_full("a|ab").unwrap().full_match("ab"));
+        assert!(!Pattern::new_full("a|ab").unwrap().full_match("abc"));
+    }
+}

@@ -1,5 +1,5 @@
 """Generates the onnxruntime cross-check fixtures of the guest's text kernels
-(tests/text_ort.rs): random TfIdfVectorizer and Tokenizer models and skl2onnx's text
+(tests/text_ort.rs): random TfIdfVectorizer and Tokenizer models, random RE2 patterns and skl2onnx's text
 pipelines (TfidfVectorizer, CountVectorizer with bigrams, char TfidfVectorizer), run by
 onnxruntime (1.32 when generated; skl2onnx 1.20, scikit-learn 1.9).
 
@@ -140,7 +140,29 @@ def main_pipelines():
     open(os.path.join(OUT, "pipelines.msgpack"), "wb").write(msgpack.packb(cases))
 
 
+def main_patterns():
+    """Random RE2 patterns, as tokenexp, as a separator and for RegexFullMatch."""
+    random.seed(5)
+    atoms = ["a", "b", ".", "\\w", "\\W", "\\d", "\\s", "\\S", "\\b", "\\B", "^", "$", "[a-c]", "[^a]", "[\\w-]", "[\\W]", "[[:alpha:]]", "[[]", "[]a]", "[a&&b]", "[a--b]", "[~~]", "(", ")", "|", "*", "+", "?", "{2}", "{1,3}", "(?i)", "(?:", "é", "\\pL", "\\p{Greek}", "[", "]", "{", "}", "\\x{41}", "-", "&", "~", "A", " ", "[\\s\\d]", "[^\\s]", "\\D+"]
+    texts = ["", "abc", "a b\nc", "éÉ日本 42_x", "aaaa bbbb", "[]-&~{}", "\U0001F600a", "AbA Ab\u000b\u00a0x", "Δαβ γ 1 2 3"]
+    cases = []
+    for i in range(700):
+        p = "".join(random.choice(atoms) for _ in range(random.randint(1, 5)))
+        mode = random.choice(["exp", "sep"])
+        kw = dict(tokenexp=p) if mode == "exp" else dict(separators=[p, " "])
+        r = run("Tokenizer", [("x", S(*texts))], [("y", T.STRING)], domain="com.microsoft", mark=0, mincharnum=1, pad_value="#", **kw)
+        if isinstance(r, str):
+            cases.append(dict(p=p, mode=mode, err=True, y=[], oshape=[]))
+        else:
+            (oshape, y), = r
+            cases.append(dict(p=p, mode=mode, err=False, y=np.array(y, dtype=object).ravel().tolist(), oshape=list(oshape)))
+        r = run("RegexFullMatch", [("x", S(*texts))], [("y", T.BOOL)], pattern=p)
+        cases[-1]["full"] = None if isinstance(r, str) else [bool(b) for b in r[0][1]]
+    open(os.path.join(OUT, "patterns.msgpack"), "wb").write(msgpack.packb(dict(texts=texts, cases=cases)))
+
+
 if __name__ == "__main__":
     main_tfidf()
     main_tokenizer()
     main_pipelines()
+    main_patterns()
