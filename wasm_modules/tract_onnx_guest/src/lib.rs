@@ -6,6 +6,7 @@ pub mod dtypes;
 pub mod ml_forest;
 pub mod ml_kernels;
 pub mod ml_svm;
+pub mod text;
 pub mod wire;
 
 #[cfg(feature = "tract")]
