@@ -212,5 +212,10 @@ mod tests {
         assert!(regex_full_match("a)|(b", &[]).is_err());
         assert!(regex_full_match("(?=a)", &[]).is_err());
         assert!(regex_full_match("[a-z]{1000}{1000}", &[]).is_err());
+        // Valid, but over the compiled size limit: refused, quickly.
+        let e = regex_full_match("(?:[a-z]{1000}){1000}", &[]).unwrap_err();
+        assert!(e.contains("too large") || e.contains("size"), "{e}");
+        let e = regex_full_match("(?:\\pL{100}){100}", &[]).unwrap_err();
+        assert!(e.contains("too large") || e.contains("size"), "{e}");
     }
 }

@@ -386,7 +386,7 @@ mod tests {
         bad("TF", 1, 2, 0, &[0, 4], &[0, 1, 2, 3, 4, i64::MAX], &[], &POOL);
         // One huge n-gram: its prefixes would take 5 * 10^9 items.
         let pool: Vec<i64> = (0..100_000).collect();
-        let mut counts = vec![0i64; 100_000];
+        let counts = vec![0i64; 100_000];
         let e = TfIdf::new("TF", 100_000, 100_000, 0, &counts, &[0], &[], &pool).unwrap_err();
         assert!(e.contains("exceed"), "{e}");
         // Sizes outside [min, max] are not checked for duplicates (as onnxruntime).
