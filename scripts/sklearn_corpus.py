@@ -424,20 +424,64 @@ TEXTS = [
 ]
 
 
-def _text_pipeline() -> tuple[Any, dict[str, np.ndarray], list, dict | None]:
-    """TfidfVectorizer + LogisticRegression on a few sentences: a string input."""
-    from skl2onnx.common.data_types import StringTensorType
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+def _text_pipeline(
+    vectorizer: str = "tfidf", classifier: str = "logreg", **params: Any
+) -> Callable[[], tuple[Any, dict[str, np.ndarray], list, dict | None]]:
+    """A text vectorizer (TfidfVectorizer or CountVectorizer, with `params`) and a
+    classifier on a few sentences: one string input."""
 
-    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    fitted = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TEXTS, y)
-    feeds = {"text": np.array([*TEXTS[::2], "an unseen sentence"], dtype=object).reshape(-1, 1)}
-    # StringNormalizer's locale, else onnxruntime's default (en_US.UTF-8), which machines
-    # without that locale installed (Debian images) cannot construct.
-    options = {TfidfVectorizer: {"locale": "C.UTF-8"}}
-    return fitted, feeds, [("text", StringTensorType([None, 1]))], options
+    def build() -> tuple[Any, dict[str, np.ndarray], list, dict | None]:
+        from skl2onnx.common.data_types import StringTensorType
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.naive_bayes import MultinomialNB
+        from sklearn.pipeline import make_pipeline
+
+        make = {"tfidf": TfidfVectorizer, "count": CountVectorizer}[vectorizer]
+        model = {"logreg": LogisticRegression, "nb": MultinomialNB}[classifier]
+        y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+        fitted = make_pipeline(make(**params), model()).fit(TEXTS, y)
+        rows = [*TEXTS[::2], "an unseen sentence", "", "The CAT, the Dog!"]
+        feeds = {"text": np.array(rows, dtype=object).reshape(-1, 1)}
+        # StringNormalizer's locale, else onnxruntime's default (en_US.UTF-8), which
+        # machines without that locale installed (Debian images) cannot construct.
+        options = {make: {"locale": "C.UTF-8"}}
+        return fitted, feeds, [("text", StringTensorType([None, 1]))], options
+
+    return build
+
+
+def _string_encoder(kind: str) -> Callable[[], tuple[Any, dict[str, np.ndarray], list, None]]:
+    """OneHotEncoder or OrdinalEncoder over two string columns, or LabelEncoder over
+    string labels: string inputs, skl2onnx's OneHotEncoder and LabelEncoder nodes."""
+
+    def build() -> tuple[Any, dict[str, np.ndarray], list, None]:
+        from skl2onnx.common.data_types import StringTensorType
+        from sklearn import preprocessing as pre
+
+        rng = np.random.default_rng(SEED)
+        colours = rng.choice(["red", "green", "blue", "grün"], size=(100, 1))
+        sizes = rng.choice(["S", "M", "L"], size=(100, 1))
+        if kind == "label":
+            fitted = pre.LabelEncoder().fit(colours[:, 0])
+            feed = np.array(["blue", "red", "grün", "green", "red", "blue", "green", "red"])
+            return (
+                fitted,
+                {"label": feed.astype(object)},
+                [("label", StringTensorType([None]))],
+                None,
+            )
+        x = np.hstack([colours, sizes]).astype(object)
+        if kind == "onehot":
+            fitted = pre.OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(x)
+        else:
+            fitted = pre.OrdinalEncoder().fit(x)
+        feed = x[:8].copy()
+        if kind == "onehot":
+            feed[3, 0] = "purple"  # unknown: a row of zeros
+        return fitted, {"X": feed}, [("X", StringTensorType([None, 2]))], None
+
+    return build
 
 
 SPECIAL = {
@@ -445,7 +489,22 @@ SPECIAL = {
         "ColumnTransformer (numeric + string) + LogisticRegression",
         _column_transformer,
     ),
-    "tfidf-logreg": ("Pipeline (TfidfVectorizer + LogisticRegression)", _text_pipeline),
+    "tfidf-logreg": ("Pipeline (TfidfVectorizer + LogisticRegression)", _text_pipeline()),
+    "tfidf-bigrams-nb": (
+        "Pipeline (TfidfVectorizer, 1-2 grams, stop words + MultinomialNB)",
+        _text_pipeline("tfidf", "nb", ngram_range=(1, 2), stop_words=["the", "a", "and"]),
+    ),
+    "count-vectorizer-nb": (
+        "Pipeline (CountVectorizer + MultinomialNB)",
+        _text_pipeline("count", "nb"),
+    ),
+    "tfidf-char-ngrams": (
+        "Pipeline (TfidfVectorizer, characters 2-3 + LogisticRegression)",
+        _text_pipeline("tfidf", "logreg", analyzer="char", ngram_range=(2, 3)),
+    ),
+    "onehot-encoder-strings": ("OneHotEncoder (string categories)", _string_encoder("onehot")),
+    "ordinal-encoder-strings": ("OrdinalEncoder (string categories)", _string_encoder("ordinal")),
+    "label-encoder-strings": ("LabelEncoder (string labels)", _string_encoder("label")),
 }
 
 

@@ -41,7 +41,16 @@ def test_the_corpus_is_the_real_one(corpus):
     assert all(c.expected is not None for c in built), [c.oracle_error for c in built]
     assert all(c.row_expected is not None for c in built)
     strings = [c.name for c in built if any(a.dtype == object for a in c.feeds.values())]
-    assert set(strings) == {"column-transformer", "tfidf-logreg"}
+    assert set(strings) == {
+        "column-transformer",
+        "tfidf-logreg",
+        "tfidf-bigrams-nb",
+        "count-vectorizer-nb",
+        "tfidf-char-ngrams",
+        "onehot-encoder-strings",
+        "ordinal-encoder-strings",
+        "label-encoder-strings",
+    }
 
 
 def test_wasmhost_never_answers_wrong(corpus):

@@ -139,24 +139,24 @@ fn feature_vectorizer(_ctx: &ParsingContext, node: &NodeProto) -> Parsed {
 fn one_hot_encoder(_ctx: &ParsingContext, node: &NodeProto) -> Parsed {
     arity(node, 1)?;
     let ints = attr(node, "cats_int64s").map(|a| a.ints.clone()).filter(|v| !v.is_empty());
-    let strings = attr(node, "cats_strings").is_some_and(|a| !a.strings.is_empty());
-    let categories = match (ints, strings) {
-        (Some(c), false) => c,
-        (None, true) => {
-            return Err(ModelError::Unsupported(format!(
-                "{}: string categories (cats_strings) need string tensors, which wasmhost does not support yet",
-                what(node)
-            ))
-            .into())
-        }
-        _ => return Err(inconsistent(&what(node), "needs exactly one of cats_int64s and cats_strings, not empty")),
-    };
+    let strings = attr(node, "cats_strings").map(|a| a.strings.clone()).filter(|v| !v.is_empty());
     let zeros = match node.get_attr_opt::<i64>("zeros")?.unwrap_or(1) {
         0 => false,
         1 => true,
         z => return Err(inconsistent(&what(node), format!("zeros is {z}, not 0 or 1"))),
     };
-    op(node, Kind::OneHot { categories, zeros })
+    match (ints, strings) {
+        (Some(categories), None) => op(node, Kind::OneHot { categories, zeros }),
+        (None, Some(raw)) => {
+            let categories = raw
+                .into_iter()
+                .map(String::from_utf8)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| inconsistent(&what(node), "a category is not UTF-8"))?;
+            op(node, Kind::OneHotStrings { categories, zeros })
+        }
+        _ => Err(inconsistent(&what(node), "needs exactly one of cats_int64s and cats_strings, not empty")),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +168,7 @@ enum Kind {
     ArrayFeatureExtractor,
     FeatureVectorizer { dims: Vec<usize> },
     OneHot { categories: Vec<i64>, zeros: bool },
+    OneHotStrings { categories: Vec<String>, zeros: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +189,15 @@ fn slice<T: Datum>(t: &Tensor) -> TractResult<&[T]> {
 }
 
 impl MlOp {
+    /// A `OneHotEncoder`'s output width: its number of categories.
+    fn one_hot_width(&self) -> usize {
+        match &self.kind {
+            Kind::OneHot { categories, .. } => categories.len(),
+            Kind::OneHotStrings { categories, .. } => categories.len(),
+            _ => 0,
+        }
+    }
+
     fn rules<'r, 'p: 'r>(
         &self,
         s: &mut Solver<'r>,
@@ -229,9 +239,9 @@ impl MlOp {
                 s.equals(&outputs[0].rank, 2)?;
                 s.equals(&outputs[0].shape[1], dims.iter().sum::<usize>().to_dim())?;
             }
-            Kind::OneHot { categories, .. } => {
+            Kind::OneHot { .. } | Kind::OneHotStrings { .. } => {
                 check_input_arity(inputs, 1)?;
-                let n = categories.len();
+                let n = self.one_hot_width();
                 s.equals(&outputs[0].datum_type, DatumType::F32)?;
                 s.given(&inputs[0].shape, move |s, shape| {
                     let mut shape = shape.to_vec();
@@ -398,6 +408,13 @@ impl MlOp {
                 out_shape.push(categories.len());
                 Tensor::from_shape(&out_shape, &y)?
             }
+            Kind::OneHotStrings { categories, zeros } => {
+                let encoder = crate::text::OneHotEncoder::new(categories);
+                let (y, out_shape) = encoder
+                    .run(slice::<String>(x)?, shape, *zeros as i64)
+                    .map_err(|e| format_err!("{}: {e}", self.what))?;
+                Tensor::from_shape(&out_shape, &y)?
+            }
         })
     }
 }
@@ -419,7 +436,7 @@ impl Op for MlOp {
             Kind::Imputer { .. } => "Imputer",
             Kind::ArrayFeatureExtractor => "ArrayFeatureExtractor",
             Kind::FeatureVectorizer { .. } => "FeatureVectorizer",
-            Kind::OneHot { .. } => "OneHotEncoder",
+            Kind::OneHot { .. } | Kind::OneHotStrings { .. } => "OneHotEncoder",
         }
         .into()
     }
@@ -531,10 +548,14 @@ impl TypedOp for MlOp {
                 }
                 f32::fact([rows(x), dims.iter().sum::<usize>().to_dim()])
             }
-            Kind::OneHot { categories, .. } => {
-                self.check_type(x, &NUMBERS)?;
+            Kind::OneHot { .. } | Kind::OneHotStrings { .. } => {
+                if matches!(self.kind, Kind::OneHotStrings { .. }) {
+                    self.check_type(x, &[DatumType::String])?;
+                } else {
+                    self.check_type(x, &NUMBERS)?;
+                }
                 let mut shape: TVec<TDim> = x.shape.iter().cloned().collect();
-                shape.push(categories.len().to_dim());
+                shape.push(self.one_hot_width().to_dim());
                 f32::fact(shape)
             }
         };

@@ -14,6 +14,7 @@ mod rnn_shapes;
 mod slices;
 mod string_labels;
 mod svm;
+mod text;
 mod tree_ensemble;
 mod tree_regressor;
 
@@ -29,4 +30,5 @@ pub fn register(onnx: &mut tract_onnx::Onnx) {
     tree_regressor::register(onnx);
     svm::register(onnx);
     tree_ensemble::register(onnx);
+    text::register(onnx);
 }
