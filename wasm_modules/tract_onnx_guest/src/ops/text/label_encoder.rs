@@ -72,6 +72,9 @@ enum List {
     Ints(Vec<i64>),
     Floats(Vec<f32>),
     Doubles(Vec<f64>),
+    /// int16 and int32 values (opset 4's tensors): values only, never keys.
+    Int16s(Vec<i16>),
+    Int32s(Vec<i32>),
 }
 
 fn list(a: &Attrs, prefix: &str) -> TractResult<List> {
@@ -116,9 +119,17 @@ fn from_tensor(a: &Attrs, t: &TensorProto) -> TractResult<List> {
         7 => List::Ints(raw(8)?.into_iter().map(i64::from_le_bytes).collect()),
         1 if t.raw_data.is_empty() => List::Floats(t.float_data.clone()),
         1 => List::Floats(raw(4)?.into_iter().map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        5 if t.raw_data.is_empty() => List::Int16s(t.int32_data.iter().map(|&v| v as i16).collect()),
+        5 => List::Int16s(raw(2)?.into_iter().map(|b| i16::from_le_bytes([b[0], b[1]])).collect()),
+        6 if t.raw_data.is_empty() => List::Int32s(t.int32_data.clone()),
+        6 => List::Int32s(raw(4)?.into_iter().map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
         11 if t.raw_data.is_empty() => List::Doubles(t.double_data.clone()),
         11 => List::Doubles(raw(8)?.into_iter().map(f64::from_le_bytes).collect()),
-        dt => return Err(a.unsupported(format!("tensor '{}' of ONNX type {dt} (strings, int64, float, double)", t.name))),
+        dt => {
+            return Err(
+                a.unsupported(format!("tensor '{}' of ONNX type {dt} (strings, int16-64, float, double)", t.name))
+            )
+        }
     })
 }
 
@@ -132,6 +143,8 @@ fn default(a: &Attrs, values: &List) -> TractResult<List> {
             List::Ints(v) => v.len(),
             List::Floats(v) => v.len(),
             List::Doubles(v) => v.len(),
+            List::Int16s(v) => v.len(),
+            List::Int32s(v) => v.len(),
         };
         if len != 1 || std::mem::discriminant(&d) != std::mem::discriminant(values) {
             return Err(a.invalid("default_tensor must be one value of the values' type"));
@@ -143,6 +156,9 @@ fn default(a: &Attrs, values: &List) -> TractResult<List> {
         List::Ints(_) => List::Ints(vec![a.int("default_int64", -1)]),
         List::Floats(_) => List::Floats(vec![a.float("default_float", -0.0)]),
         List::Doubles(_) => List::Doubles(vec![-0.0]),
+        // ONNX gives these no default attribute: their default is 0... as int64's is -1.
+        List::Int16s(_) => List::Int16s(vec![-1]),
+        List::Int32s(_) => List::Int32s(vec![-1]),
     })
 }
 
@@ -168,6 +184,8 @@ fn encoder(a: &Attrs, keys: List, values: List, default: List, nan: bool) -> Tra
                 (List::Ints(v), List::Ints(d)) => typed(a, $k, v, d[0], nan),
                 (List::Floats(v), List::Floats(d)) => typed(a, $k, v, d[0], nan),
                 (List::Doubles(v), List::Doubles(d)) => typed(a, $k, v, d[0], nan),
+                (List::Int16s(v), List::Int16s(d)) => typed(a, $k, v, d[0], nan),
+                (List::Int32s(v), List::Int32s(d)) => typed(a, $k, v, d[0], nan),
                 _ => Err(a.invalid("its default is not of its values' type")),
             }
         };
@@ -177,5 +195,6 @@ fn encoder(a: &Attrs, keys: List, values: List, default: List, nan: bool) -> Tra
         List::Ints(k) => values!(k),
         List::Floats(k) => values!(k),
         List::Doubles(k) => values!(k),
+        List::Int16s(_) | List::Int32s(_) => Err(a.unsupported("int16 or int32 keys (strings, int64, float, double)")),
     }
 }

@@ -226,6 +226,13 @@ impl<'a> Attrs<'a> {
     }
 }
 
+/// The concrete shape of an input known to hold no element (tract folds such inputs
+/// while typing, so an op's output shape must then be the one it computes).
+pub fn empty(shape: &[TDim]) -> Option<Vec<usize>> {
+    let dims: Option<Vec<usize>> = shape.iter().map(|d| d.to_usize().ok()).collect();
+    dims.filter(|d| d.contains(&0))
+}
+
 /// A tensor's strings.
 pub fn strings(t: &Tensor) -> TractResult<&[String]> {
     t.try_as_plain_ram()?.as_slice::<String>()

@@ -21,6 +21,11 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto) -> Parsed {
         outputs: 2,
         types: strings_in("StringSplit", &[DatumType::String, DatumType::I64]),
         shapes: Arc::new(move |shapes| {
+            if let Some(shape) = super::empty(&shapes[0]) {
+                let ((_, y), (_, z)) = string_split(&[], &shape, None, None).map_err(run_error)?;
+                let dims = |s: Vec<usize>| s.iter().map(|d| d.to_dim()).collect();
+                return Ok(tvec![dims(y), dims(z)]);
+            }
             let mut y = shapes[0].clone();
             y.push(parts.to_dim());
             Ok(tvec![y, shapes[0].clone()])

@@ -14,8 +14,9 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto) -> Parsed {
     let mincharnum = a.get("mincharnum").map(|v| v.i).ok_or_else(|| a.invalid("attribute mincharnum is required"))?;
     let separators = a.strings("separators")?;
     let tokenexp = a.string("tokenexp")?;
-    let kernel = Tokenizer::new(a.int("mark", 0), mincharnum, &pad_value, separators.as_deref(), tokenexp.as_deref())
-        .map_err(|e| a.invalid(e))?;
+    let kernel = Arc::new(Tokenizer::new(a.int("mark", 0), mincharnum, &pad_value, separators.as_deref(), tokenexp.as_deref())
+        .map_err(|e| a.invalid(e))?);
+    let empty_kernel = kernel.clone();
     let tokens = ctx.template.symbols.new_with_prefix("tokens");
     let what = a.what.clone();
     TextOp {
@@ -27,6 +28,10 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto) -> Parsed {
         shapes: Arc::new(move |shapes| {
             let x = &shapes[0];
             ensure!(matches!(x.len(), 1 | 2), "{what}: its input must be [N] or [N, C], not {x:?}");
+            if let Some(shape) = super::empty(x) {
+                // No strings, no tokens: onnxruntime's shape for that (see the kernel).
+                return Ok(tvec![empty_kernel.run(&[], &shape).map_err(run_error)?.1.iter().map(|d| d.to_dim()).collect()]);
+            }
             let mut y = x.clone();
             y.push(tokens.to_dim());
             Ok(tvec![y])
