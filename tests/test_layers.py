@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "runtime.isolate": 3,
     "runtime.pool": 4,
     "runtime.rewrite": 4,
+    "runtime.maps": 4,
     "runtime.options": 4,
     "runtime.providers": 4,
     "runtime.session": 5,

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from conftest import assert_outputs_equal, f32, make_model, reference, vi
 from onnx import TensorProto, helper
@@ -189,16 +190,20 @@ def test_cli_writes_zipmaps_as_json_only(tmp_path):
     assert wasmhost_cli("run", path, x).returncode == 0
 
 
-def test_string_labels_are_lifted_but_tract_cannot_make_string_tensors():
-    """The ZipMap rewrite keeps string labels; the classifier's own string label output is
-    beyond tract (and the ABI, which exchanges numbers), and is named as such."""
+def test_string_labels_are_lifted_and_the_labels_are_strings():
+    """The ZipMap rewrite keeps string labels; the classifier's own label output is a
+    string tensor (ABI 1.1), equal to onnxruntime's, run after run."""
     model = classifier(np.array(["cat", "dog", "eel"] * 10))
     done = rewrite.rewrite(model, [rewrite.ZIPMAP])
     assert done is not None and done.zipmaps == {"output_probability": ["cat", "dog", "eel"]}
     sess = wasmhost.InferenceSession(model)
     assert sess.get_outputs()[1].type == "seq(map(string,tensor(float)))"
-    with pytest.raises(wasmhost.UnsupportedModel, match="String"):
-        sess.run(None, {"X": np.zeros((1, 4), np.float32)})
+    x = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    for _ in range(3):
+        labels, maps = sess.run(None, {"X": x})
+        assert labels.dtype == object and labels.tolist() == want[0].tolist()
+        assert [list(m) for m in maps] == [list(m) for m in want[1]]
 
 
 def test_a_classifier_refused_after_zipmap_is_lifted_says_why(monkeypatch):

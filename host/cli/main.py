@@ -262,6 +262,15 @@ def _read_json(path: str, what: str) -> Any:
 def _json_array(value: Any, what: str, arg: NodeArg) -> np.ndarray:
     """A JSON value (nested lists, or a scalar) as an array of `arg`'s dtype: strings for a
     string input, numbers (or booleans) for a numeric one; never a silent conversion."""
+    if arg.type.startswith("map(int64,") and isinstance(value, dict):
+        try:  # JSON's keys are strings
+            return {int(k): v for k, v in value.items()}  # type: ignore[return-value]
+        except ValueError:
+            raise InvalidInput(
+                f"{what}: input '{arg.name}' is {arg.type}: keys are integers"
+            ) from None
+    if arg.type.startswith("map(") and isinstance(value, dict):
+        return value  # type: ignore[return-value]  # the session checks it
     if arg.dtype is None:
         raise InvalidInput(f"{what}: input '{arg.name}' is {arg.type}, which JSON cannot give")
     try:
@@ -290,6 +299,14 @@ def _json_array(value: Any, what: str, arg: NodeArg) -> np.ndarray:
     if arg.dtype.kind in "iu" and not exact:
         raise InvalidInput(f"{what}: the input is {arg.type}: a value is not an integer")
     return typed
+
+
+def _is_one_map(doc: dict, inputs: list[NodeArg], feed: dict) -> bool:
+    """Whether a JSON object given in input order is the next input's map, rather than
+    inputs by name: that input is a map and the object's keys are not input names."""
+    free = [i for i in inputs if i.name not in feed]
+    names = {i.name for i in inputs}
+    return bool(free) and free[0].type.startswith("map(") and not set(doc) <= names
 
 
 def _load_npz(path: str) -> dict[str, np.ndarray]:
@@ -333,7 +350,11 @@ def map_inputs(args: tuple[str, ...], inputs: list[NodeArg]) -> dict[str, np.nda
         elif arg.endswith(".npz"):
             for key, value in _load_npz(arg).items():
                 put(key, value, arg)
-        elif arg.lower().endswith(".json") and isinstance(doc := _read_json(arg, arg), dict):
+        elif (
+            arg.lower().endswith(".json")
+            and isinstance(doc := _read_json(arg, arg), dict)
+            and not _is_one_map(doc, inputs, feed)
+        ):
             for key, value in doc.items():
                 if key not in by_name:
                     put(key, np.empty(0), arg)  # names the unknown input

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import onnx
 
 ZIPMAP = "ai.onnx.ml:ZipMap"
+#: ONNX-ML's map consumers, lifted with the map input they read (runtime/maps.py).
+MAP_OPS = ("ai.onnx.ml:DictVectorizer", "ai.onnx.ml:CastMap")
 #: tract computes ReduceLogSumExp as log(sum(exp(x))): exp overflows to inf or underflows
 #: to 0 for |x| past ~88 (float32), so MultinomialNB's probabilities came out inf. Models
 #: using it are rewritten into the max-shifted form onnxruntime computes.
@@ -53,6 +55,8 @@ class Rewrite:
     model: bytes
     expanded: list[str] = field(default_factory=list)
     zipmaps: dict[str, list[int | str]] = field(default_factory=dict)
+    #: Per lifted map input, its spec (maps.MapInput's fields, as JSON).
+    maps: dict[str, dict] = field(default_factory=dict)
 
 
 def operators_named(message: str) -> list[str]:
@@ -210,10 +214,12 @@ def rewrite(model: bytes, operators: list[str]) -> Rewrite | None:
     done = Rewrite(b"")
     if ZIPMAP in operators:
         done.zipmaps = _lift_zipmaps(proto)
+    if any(op in operators for op in MAP_OPS):
+        done.maps = _lift_map_inputs(proto)
     stabilized = _stabilize_logsumexp(proto) if LOGSUMEXP in operators else 0
-    rest = [op for op in operators if op not in (ZIPMAP, LOGSUMEXP)]
+    rest = [op for op in operators if op not in (ZIPMAP, LOGSUMEXP, *MAP_OPS)]
     done.expanded = _expand_functions(proto, rest)
-    if not (done.zipmaps or done.expanded or stabilized):
+    if not (done.zipmaps or done.maps or done.expanded or stabilized):
         return None
     done.model = proto.SerializeToString()
     return done
@@ -244,6 +250,54 @@ def _lift_zipmaps(proto: onnx.ModelProto) -> dict[str, list[int | str]]:
             onnx.helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None)
         )
         lifted[name] = labels
+    return lifted
+
+
+def _lift_map_inputs(proto: onnx.ModelProto) -> dict[str, dict]:
+    """Replaces each map input read by one DictVectorizer or CastMap, and nothing else,
+    by a tensor input in place of the node's output; returns the specs of what the
+    session computes instead (runtime/maps.py)."""
+    import onnx
+
+    graph = proto.graph
+    elem = {1: "float", 7: "int64", 8: "string", 11: "double"}
+    lifted: dict[str, dict] = {}
+    for inp in list(graph.input):
+        if not inp.type.HasField("map_type"):
+            continue
+        readers = [n for n in graph.node if inp.name in n.input]
+        if len(readers) != 1:
+            continue
+        node = readers[0]
+        if node.domain != "ai.onnx.ml" or node.op_type not in ("DictVectorizer", "CastMap"):
+            continue
+        if list(node.input) != [inp.name] or len(node.output) != 1:
+            continue
+        mt = inp.type.map_type
+        key = elem.get(mt.key_type)
+        value = elem.get(mt.value_type.tensor_type.elem_type)
+        if key not in ("string", "int64") or value is None:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        spec: dict = {"op": node.op_type, "tensor": node.output[0], "key": key, "value": value}
+        if node.op_type == "DictVectorizer":
+            vocab = attrs.get(f"{key}_vocabulary", [])
+            spec["vocabulary"] = [
+                v.decode("utf-8") if isinstance(v, bytes) else int(v) for v in vocab
+            ]
+            out = {"float": 1, "int64": 7, "string": 8, "double": 11}[value]
+        else:
+            for name, default in (("cast_to", b"TO_FLOAT"), ("map_form", b"DENSE")):
+                spec[name] = attrs.get(name, default).decode("utf-8")
+            spec["max_map"] = int(attrs.get("max_map", 1))
+            out = {"TO_FLOAT": 1, "TO_INT64": 7, "TO_STRING": 8}.get(spec["cast_to"], 1)
+        graph.node.remove(node)
+        index = list(graph.input).index(inp)
+        graph.input.remove(inp)
+        graph.input.insert(
+            index, onnx.helper.make_tensor_value_info(node.output[0], out, [1, None])
+        )
+        lifted[inp.name] = spec
     return lifted
 
 
@@ -359,7 +413,7 @@ def rewritable(operators: list[str]) -> list[str]:
     keep = []
     for name in operators:
         domain, _, op = name.rpartition(":")
-        if name in (ZIPMAP, LOGSUMEXP) or (domain or "ai.onnx", op) in _function_ops():
+        if name in (ZIPMAP, LOGSUMEXP, *MAP_OPS) or (domain or "ai.onnx", op) in _function_ops():
             keep.append(name)
     return keep
 
@@ -385,9 +439,10 @@ def rewrite_isolated(
             str(name): [lab if isinstance(lab, int | str) else str(lab) for lab in labels]
             for name, labels in meta["zipmaps"].items()
         }
+        maps = {str(name): dict(spec) for name, spec in meta["maps"].items()}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return Rewrite(body, expanded, zipmaps)
+    return Rewrite(body, expanded, zipmaps, maps)
 
 
 def main() -> int:
@@ -406,7 +461,7 @@ def main() -> int:
     done = rewrite(sys.stdin.buffer.read(), sys.argv[2:])
     if done is None:
         return NOTHING_TO_DO
-    header = json.dumps({"expanded": done.expanded, "zipmaps": done.zipmaps})
+    header = json.dumps({"expanded": done.expanded, "zipmaps": done.zipmaps, "maps": done.maps})
     sys.stdout.buffer.write(header.encode() + b"\n" + done.model)
     return 0
 

@@ -17,6 +17,7 @@ from . import rewrite
 from .abi import STRINGS_MINOR
 from .isolate import DEFAULT, Default, Isolate, RunStats
 from .limits import Limits, format_size
+from .maps import MapInput
 from .options import RunOptions, SessionOptions
 from .pool import IsolatePool, PoolStats
 from .providers import PROVIDER
@@ -135,10 +136,18 @@ class InferenceSession:
         self.expanded_functions: list[str] = []
         # ZipMap outputs (by name) lifted out of the guest, with their class labels.
         self._zipmaps: dict[str, list[int | str]] = {}
+        # Map inputs (by name) whose DictVectorizer or CastMap the session computes.
+        self._maps: dict[str, MapInput] = {}
         first = self._stable(self._first_isolate())
         sig = first.signature
         strings = first.abi_minor >= STRINGS_MINOR
-        self._inputs = [NodeArg.of(s, strings) for s in sig.inputs]
+        lifted = {m.tensor: m for m in self._maps.values()}
+        self._inputs = [
+            NodeArg(lifted[s.name].name, lifted[s.name].type, [])
+            if s.name in lifted
+            else NodeArg.of(s, strings)
+            for s in sig.inputs
+        ]
         self._input_names = {i.name for i in self._inputs}
         self._outputs = [self._zipmap_arg(s.name) or NodeArg.of(s, strings) for s in sig.outputs]
         self._output_names_all = [o.name for o in self._outputs]
@@ -204,6 +213,7 @@ class InferenceSession:
                 if all(op == rewrite.ZIPMAP for op in ops):
                     raise again from None
                 raise type(refused)(rewrite.without_supported(str(refused))) from None
+            self._maps = {n: MapInput.from_json(n, spec) for n, spec in done.maps.items()}
             self._model, self.expanded_functions, self._zipmaps = (
                 done.model,
                 done.expanded,
@@ -436,7 +446,7 @@ class InferenceSession:
     def _check_feed(self, feed: Mapping[str, Any]) -> list[tuple[str, np.ndarray]]:
         if not isinstance(feed, Mapping):
             raise InvalidInput(f"input_feed must be a dict of name -> array, not {type(feed)}")
-        if feed.keys() == self._input_names:
+        if feed.keys() == self._input_names and not self._maps:
             return [(arg.name, _check_array(arg, feed[arg.name])) for arg in self._inputs]
         by_name = {i.name: i for i in self._inputs}
         unknown = [n for n in feed if n not in by_name]
@@ -449,7 +459,14 @@ class InferenceSession:
             raise InvalidInput(
                 f"missing input '{missing[0]}' (the model needs: {', '.join(by_name)})"
             )
-        return [(arg.name, _check_array(arg, feed[arg.name])) for arg in self._inputs]
+        return [self._checked(arg, feed[arg.name]) for arg in self._inputs]
+
+    def _checked(self, arg: NodeArg, value: Any) -> tuple[str, np.ndarray]:
+        """The guest's input name and array for one feed (a map becomes its tensor)."""
+        lifted = self._maps.get(arg.name)
+        if lifted is not None:
+            return lifted.tensor, lifted.to_tensor(value, int(self.limits.memory))
+        return arg.name, _check_array(arg, value)
 
 
 def _check_array(arg: NodeArg, value: Any) -> np.ndarray:
