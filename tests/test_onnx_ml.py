@@ -842,9 +842,34 @@ def test_an_inconsistent_tree_ensemble_5_is_invalid(changes, why):
             wasmhost.InferenceSession(tree_ensemble5(**changes)).run(None, {"x": FOREST_X})
 
 
-def test_tree_ensemble_5_set_membership_is_unsupported():
-    with pytest.raises(wasmhost.UnsupportedModel, match="BRANCH_MEMBER"):
-        wasmhost.InferenceSession(tree_ensemble5(nodes_modes=[0, 6, 1]))
+def test_tree_ensemble_5_set_membership_matches_onnxruntime():
+    """BRANCH_MEMBER: node 1 tests feature 1 against its set (NaN-ended, as the spec
+    lists sets), node 2 stays BRANCH_LT; then a second set node."""
+    members = helper.make_tensor(
+        "membership_values", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, np.nan]
+    )
+    model = tree_ensemble5(nodes_modes=[0, 6, 1], membership_values=members)
+    x = np.vstack(
+        [FOREST_X, [[0.0, 2.0], [1.0, 3.0], [1.0, np.nan], [-1.0, 1.0], [0.2, 2.5]]]
+    ).astype(np.float32)
+    assert_matches_onnxruntime(model, {"x": x})
+    two = helper.make_tensor("membership_values", TensorProto.FLOAT, [4], [1.0, np.nan, 0.0, 7.0])
+    assert_matches_onnxruntime(
+        tree_ensemble5(nodes_modes=[0, 6, 6], membership_values=two), {"x": x}
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ([1.0, np.nan, 2.0, np.nan], "2 sets for 1 BRANCH_MEMBER nodes"),
+        ([np.nan], "is BRANCH_MEMBER with no set"),
+    ],
+)
+def test_tree_ensemble_5_sets_must_fit_the_nodes(values, why):
+    members = helper.make_tensor("membership_values", TensorProto.FLOAT, [len(values)], values)
+    with pytest.raises(wasmhost.InvalidModel, match=why):
+        wasmhost.InferenceSession(tree_ensemble5(nodes_modes=[0, 6, 1], membership_values=members))
 
 
 @pytest.mark.parametrize("post", [1, 2])

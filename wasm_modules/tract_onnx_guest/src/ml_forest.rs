@@ -18,6 +18,9 @@ pub enum Mode {
     Gt,
     Eq,
     Neq,
+    /// `BRANCH_MEMBER` (ai.onnx.ml 5's TreeEnsemble): true when the feature is one of
+    /// the node's set.
+    Member,
     Leaf,
 }
 
@@ -30,6 +33,7 @@ impl Mode {
             "BRANCH_GT" => Mode::Gt,
             "BRANCH_EQ" => Mode::Eq,
             "BRANCH_NEQ" => Mode::Neq,
+            "BRANCH_MEMBER" => Mode::Member,
             "LEAF" => Mode::Leaf,
             _ => return None,
         })
@@ -72,6 +76,8 @@ pub struct Attributes<'a> {
     pub aggregate: String,
     pub base_values: &'a [f32],
     pub post_transform: String,
+    /// Per node, its set for `BRANCH_MEMBER` (empty for the other modes, or for all).
+    pub members: Vec<Vec<f32>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +92,8 @@ struct Node {
     /// The leaf's weights: `Forest::weights[first..end]`.
     first: u32,
     end: u32,
+    /// A `BRANCH_MEMBER` node's set: `Forest::sets[set.0..set.1]`.
+    set: (u32, u32),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +108,8 @@ pub struct Forest {
     post: Post,
     /// One more than the largest feature id a branch reads.
     pub features: usize,
+    /// The `BRANCH_MEMBER` nodes' sets, one after the other.
+    sets: Vec<f32>,
 }
 
 /// Why a forest was refused: its attributes contradict each other, or it is valid but
@@ -215,6 +225,7 @@ impl Forest {
         }
         let mut nodes = Vec::with_capacity(n);
         let mut weights = vec![];
+        let mut sets = vec![];
         let mut features = 0;
         for i in 0..n {
             let mode = modes[i];
@@ -240,6 +251,13 @@ impl Forest {
             if let Some(w) = by_leaf.remove(&(i as u32)) {
                 weights.extend(w);
             }
+            let set_start = sets.len() as u32;
+            if mode == Mode::Member {
+                match a.members.get(i) {
+                    Some(m) if !m.is_empty() => sets.extend_from_slice(m),
+                    _ => return bad(format!("node {} of tree {} is BRANCH_MEMBER with no set", a.node_ids[i], a.tree_ids[i])),
+                }
+            }
             nodes.push(Node {
                 mode,
                 feature,
@@ -249,6 +267,7 @@ impl Forest {
                 nan_yes: a.missing_tracks_true.get(i).is_some_and(|&m| m != 0),
                 first,
                 end: weights.len() as u32,
+                set: (set_start, sets.len() as u32),
             });
         }
         // Every tree must be a tree: no node reached twice from its root (a cycle would
@@ -271,7 +290,7 @@ impl Forest {
             }
         }
         let base = if a.base_values.is_empty() { vec![0.0; n_targets] } else { a.base_values.to_vec() };
-        Ok(Forest { nodes, roots, weights, n_targets, aggregate, base, post, features })
+        Ok(Forest { nodes, roots, weights, n_targets, aggregate, base, post, features, sets })
     }
 
     fn leaf(&self, root: u32, row: &[f64]) -> &Node {
@@ -288,6 +307,7 @@ impl Forest {
                 Mode::Gt => x > v,
                 Mode::Eq => x == v,
                 Mode::Neq => x != v,
+                Mode::Member => self.sets[node.set.0 as usize..node.set.1 as usize].iter().any(|&m| m as f64 == x),
             };
             node = &self.nodes[if yes { node.yes } else { node.no } as usize];
         }

@@ -3,11 +3,11 @@
 //! target's weight, trees from `tree_roots`) are read into the form of
 //! `TreeEnsembleRegressor`'s attributes and evaluated by the same `crate::ml_forest`,
 //! as onnxruntime evaluates both with one implementation. Refused as `UnsupportedModel`:
-//! `BRANCH_MEMBER` nodes (set membership), double-precision splits or weights, inputs
+//! double-precision splits or weights, inputs
 //! other than float, post transform PROBIT, and post transforms SOFTMAX (1) and
 //! LOGISTIC (2), which onnxruntime 1.32 swaps (it applies LOGISTIC for 1, SOFTMAX for 2).
 
-use std::collections::HashSet;
+use std::collections::{HashMap as StdMap, HashSet};
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::{AttributeProto, NodeProto, TensorProto};
@@ -51,9 +51,6 @@ fn parse(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Infere
     if node.input.len() != 1 || node.output.len() != 1 {
         return Err(bad("takes 1 input and gives 1 output".into()));
     }
-    if attr("membership_values").is_some_and(|a| a.t.as_ref().is_some_and(|t| !t.dims.iter().all(|&d| d == 0))) {
-        return Err(unsupported("BRANCH_MEMBER nodes (membership_values) are not implemented"));
-    }
     let features = ints("nodes_featureids");
     let n = features.len();
     let (true_ids, true_leafs) = (ints("nodes_truenodeids"), ints("nodes_trueleafs"));
@@ -90,10 +87,33 @@ fn parse(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Infere
     for &m in &modes {
         match m as usize {
             k @ 0..=5 if m == k as f32 => mode_names.push(MODES[k]),
-            6 if m == 6.0 => return Err(unsupported("BRANCH_MEMBER nodes are not implemented")),
+            6 if m == 6.0 => mode_names.push("BRANCH_MEMBER"),
             _ => return Err(bad(format!("node mode {m} is not one of ONNX's"))),
         }
     }
+    // membership_values: the BRANCH_MEMBER nodes' sets, in their order, each ended by a
+    // NaN (the last one's NaN may be left out).
+    let member_nodes: Vec<usize> = (0..n).filter(|&i| mode_names[i] == "BRANCH_MEMBER").collect();
+    let mut groups: Vec<Vec<f32>> = vec![];
+    let mut current = vec![];
+    for v in tensor("membership_values")? {
+        if v.is_nan() {
+            groups.push(std::mem::take(&mut current));
+        } else {
+            current.push(v);
+        }
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    if groups.len() != member_nodes.len() {
+        return Err(bad(format!(
+            "membership_values holds {} sets for {} BRANCH_MEMBER nodes",
+            groups.len(),
+            member_nodes.len()
+        )));
+    }
+    let mut sets: StdMap<usize, Vec<f32>> = member_nodes.into_iter().zip(groups).collect();
     let child = |i: usize, ids: &[i64], leafs: &[i64], name: &str| -> TractResult<Child> {
         let (id, leaf) = (ids[i], leafs[i]);
         match leaf {
@@ -166,6 +186,7 @@ fn parse(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Infere
                     feature_ids.push(features[i]);
                     values.push(splits[i]);
                     a.modes.push(mode_names[i].to_string());
+                    a.members.push(sets.remove(&i).unwrap_or_default());
                     yes.push(id(&y));
                     no.push(id(&f));
                     tracks.push(missing.get(i).copied().unwrap_or(0));
@@ -180,6 +201,7 @@ fn parse(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Infere
                     feature_ids.push(0);
                     values.push(0.0);
                     a.modes.push("LEAF".into());
+                    a.members.push(vec![]);
                     yes.push(0);
                     no.push(0);
                     tracks.push(0);

@@ -49,6 +49,7 @@ fn parse(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Infere
         aggregate: string("aggregate_function", "SUM"),
         base_values: floats("base_values"),
         post_transform: string("post_transform", "NONE"),
+        members: vec![],
     };
     let forest = Forest::build(&attributes).map_err(|r| -> anyhow::Error {
         match r {
