@@ -301,21 +301,21 @@ def _pipeline(tmp_path: Path, scaler: bool) -> Path:
 def test_inspect_a_refused_model_reads_what_it_can_and_names_only_real_reasons(tmp_path):
     import onnx
 
-    # The guest runs Scaler since issue 16: the pipeline's scaler is made an operator
-    # it still lacks (LabelEncoder), which must be the one reason named.
+    # The guest runs Scaler and LabelEncoder since issue 16: the pipeline's scaler is made
+    # an operator it runs only on a map input (CastMap), which must be the one reason named.
     refused = _pipeline(tmp_path, scaler=True)
     m = onnx.load(refused)
-    next(n for n in m.graph.node if n.op_type == "Scaler").op_type = "LabelEncoder"
+    next(n for n in m.graph.node if n.op_type == "Scaler").op_type = "CastMap"
     refused.write_bytes(m.SerializeToString())
     proc = wasmhost_cli("inspect", refused)
-    assert_one_line_error(proc, EXIT_CODES["UnsupportedModel"], "ai.onnx.ml:LabelEncoder")
+    assert_one_line_error(proc, EXIT_CODES["UnsupportedModel"], "ai.onnx.ml:CastMap")
     assert "ZipMap" not in proc.stderr  # supported: never a reason for a refusal
     assert "read without loading it" in proc.stdout and "refused" in proc.stdout
-    for word in ("ai.onnx.ml:LabelEncoder", "ai.onnx.ml:ZipMap", "seq(map(int64,tensor(float)))"):
+    for word in ("ai.onnx.ml:CastMap", "ai.onnx.ml:ZipMap", "seq(map(int64,tensor(float)))"):
         assert word in proc.stdout
     doc = json.loads(wasmhost_cli("inspect", refused, "--json").stdout)
     assert doc["loads_in_sandbox"] is False and doc["inputs"][0]["shape"] == [None, 4]
-    assert doc["operators"]["ai.onnx.ml:LabelEncoder"] == 1
+    assert doc["operators"]["ai.onnx.ml:CastMap"] == 1
 
 
 def test_inspect_lists_the_models_operators_not_the_rewritten_ones(tmp_path):

@@ -445,16 +445,18 @@ def test_binarizer_refuses_nan_as_onnxruntime_does():
         assert_outputs_equal(sess.run(None, {"x": R}), reference(model, {"x": R}))
 
 
-def test_string_categories_are_unsupported_until_strings_exist():
+def test_string_categories_need_a_string_input():
+    """OneHotEncoder over strings runs on strings (tests/test_text_ops.py); numbers fed to
+    string categories are refused, never matched as something else."""
     model = unary("OneHotEncoder", TensorProto.INT64, cats_strings=["a", "b"])
-    with pytest.raises(wasmhost.UnsupportedModel, match=r"cats_strings.*string tensors"):
+    with pytest.raises(wasmhost.UnsupportedModel, match=r"an input of I64 .*String"):
         wasmhost.InferenceSession(model).run(None, {"x": INTS})
 
 
 def test_a_refused_pipeline_does_not_name_zipmap():
     """A classifier ending in ZipMap whose model is refused for another operator names
     that operator, not ZipMap (which the host lifts). SVMClassifier runs now, so the
-    refused operator is one the guest lacks (LabelEncoder, in its place)."""
+    refused operator is one the guest runs only on a map input (CastMap, in its place)."""
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
     from sklearn.svm import SVC
@@ -469,11 +471,11 @@ def test_a_refused_pipeline_does_not_name_zipmap():
     labels, probabilities = sess.run(None, {"X": x})
     np.testing.assert_array_equal(labels, expected[0])
     assert [sorted(p) for p in probabilities] == [sorted(p) for p in expected[1]]
-    next(n for n in m.graph.node if n.op_type == "SVMClassifier").op_type = "LabelEncoder"
+    next(n for n in m.graph.node if n.op_type == "SVMClassifier").op_type = "CastMap"
     for _ in range(2):
         with pytest.raises(wasmhost.UnsupportedModel) as refused:
             wasmhost.InferenceSession(m.SerializeToString())
-        assert "LabelEncoder" in str(refused.value)
+        assert "CastMap" in str(refused.value)
         assert "ZipMap" not in str(refused.value)
 
 
@@ -760,13 +762,24 @@ def test_inconsistent_svms_are_invalid(model, why):
             wasmhost.InferenceSession(model).run(None, {"x": x})
 
 
+def test_svm_with_string_labels_matches_onnxruntime():
+    m = onnx.load_from_string(
+        svm_node("SVMClassifier", classlabels_ints=None, classlabels_strings=["a", "b", "c"])
+    )
+    m.graph.output[0].type.tensor_type.elem_type = TensorProto.STRING
+    model = m.SerializeToString()
+    x = np.random.default_rng(3).standard_normal((7, 2)).astype(np.float32)
+    expected = reference(model, {"x": x})
+    sess = wasmhost.InferenceSession(model)
+    for _ in range(3):
+        labels, scores = sess.run(None, {"x": x})
+        assert labels.dtype == object and labels.tolist() == expected[0].tolist()
+        np.testing.assert_allclose(scores, expected[1], rtol=RTOL, atol=ATOL)
+
+
 @pytest.mark.parametrize(
     ("model", "why"),
     [
-        (
-            svm_node("SVMClassifier", classlabels_ints=None, classlabels_strings=["a", "b", "c"]),
-            "string class labels",
-        ),
         (svm_node("SVMClassifier", post_transform="SOFTMAX"), "post_transform other than NONE"),
         (
             svm_node("SVMClassifier", vectors_per_class=None, support_vectors=None),
