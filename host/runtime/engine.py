@@ -12,19 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
 
-import platformdirs
 import wasmtime
 
 from ..errors import GuestProtocolError, InvalidArgument
+from . import cache
 from .abi import ABI_EXPORTS, ABI_FUNCTIONS, ABI_VERSION, OPTIONAL_FUNCTIONS
+from .cache import cache_dir
+
+__all__ = ["TICK_SECONDS", "Engine", "EngineConfig", "cache_dir", "manifest", "module_path"]
 
 #: How often the ticker thread advances the epoch; deadlines are counted in ticks.
 TICK_SECONDS = 0.01
@@ -49,13 +52,6 @@ def manifest() -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def cache_dir() -> Path:
-    """Where compiled modules are cached: `WASMHOST_CACHE_DIR` or the user cache dir."""
-    if env := os.environ.get("WASMHOST_CACHE_DIR"):
-        return Path(env)
-    return Path(platformdirs.user_cache_dir("wasmhost"))
 
 
 def wasmtime_version() -> str:
@@ -118,7 +114,8 @@ class Engine:
         self.sha256 = hashlib.sha256(wasm).hexdigest()
         self.module, self.cache_hit = self._compile(wasm)
         self._check_exports()
-        linker = wasmtime.Linker(self.wasmtime)
+        #: The guest's imports (WASI, granting nothing): snapshots of it link to the same.
+        self.linker = linker = wasmtime.Linker(self.wasmtime)
         linker.define_wasi()
         linker.allow_shadowing = True
         i32 = wasmtime.ValType.i32()
@@ -152,37 +149,29 @@ class Engine:
             return engine
 
     def _compile(self, wasm: bytes) -> tuple[wasmtime.Module, bool]:
-        key = f"{self.sha256[:32]}-wasmtime{wasmtime_version()}-{self.config.tag}"
-        entry = cache_dir() / f"{key}.cwasm"
-        digest_file = entry.with_suffix(".sha256")
         try:
-            data = entry.read_bytes()
-            if hashlib.sha256(data).hexdigest() == digest_file.read_text().strip():
-                return wasmtime.Module.deserialize(self.wasmtime, data), True
-        except (OSError, wasmtime.WasmtimeError):
-            pass  # absent, unreadable or refused: compile afresh below
-        try:
-            module = wasmtime.Module(self.wasmtime, wasm)
+            return self.compile_cached(self.sha256[:32], lambda: wasm)
         except wasmtime.WasmtimeError as e:
             raise GuestProtocolError(f"the guest module {self.path} is not valid: {e}") from e
-        self._store_cache(entry, digest_file, bytes(module.serialize()))
-        return module, False
 
-    @staticmethod
-    def _store_cache(entry: Path, digest_file: Path, data: bytes) -> None:
-        """Writes the entry atomically; a cache that cannot be written is only slower."""
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            for target, content in (
-                (entry, data),
-                (digest_file, hashlib.sha256(data).hexdigest().encode()),
-            ):
-                fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(content)
-                os.replace(tmp, target)
-        except OSError:
-            pass
+    def compile_cached(self, key: str, wasm: Callable[[], bytes]) -> tuple[wasmtime.Module, bool]:
+        """The module cached as `key` for this engine, else `wasm()` compiled and cached;
+        and whether it was a cache hit. `key` names what the code is made from; the
+        wasmtime version and the engine's configuration are added here.
+
+        Raises:
+            wasmtime.WasmtimeError: `wasm()` is not a valid module.
+        """
+        entry = cache_dir() / f"{key}-wasmtime{wasmtime_version()}-{self.config.tag}.cwasm"
+        data = cache.read_entry(entry)
+        if data is not None:
+            try:
+                return wasmtime.Module.deserialize(self.wasmtime, data), True
+            except wasmtime.WasmtimeError:
+                pass  # refused (another wasmtime build): compiled afresh below
+        module = wasmtime.Module(self.wasmtime, wasm())
+        cache.write_entry(entry, bytes(module.serialize()))
+        return module, False
 
     def _check_exports(self) -> None:
         exports = {e.name: e.type for e in self.module.exports}
