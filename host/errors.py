@@ -115,6 +115,12 @@ class GuestProtocolError(WasmHostError):
     fuzz_class: ClassVar[str] = "protocol-error"
 
 
+class SnapshotUnsupported(GuestProtocolError):
+    """The guest module cannot be snapshotted: it has what a snapshot cannot capture (a
+    passive data segment, several memories, a mutable global that is not an integer, a
+    table its initialisation changed). Pooled isolation runs it as before."""
+
+
 class NotFound(WasmHostError, LookupError):
     """No project, model, version, alias, runtime or catalog entry has that name or id."""
 
@@ -181,6 +187,7 @@ ALL_ERRORS: tuple[type[WasmHostError], ...] = (
     FuelExhausted,
     GuestCrash,
     GuestProtocolError,
+    SnapshotUnsupported,
     NotFound,
     AlreadyExists,
     InvalidName,

@@ -154,6 +154,10 @@ class Engine:
         except wasmtime.WasmtimeError as e:
             raise GuestProtocolError(f"the guest module {self.path} is not valid: {e}") from e
 
+    def cache_entry(self, key: str) -> Path:
+        """The cache entry of the module `key` names, compiled for this engine."""
+        return cache_dir() / f"{key}-wasmtime{wasmtime_version()}-{self.config.tag}.cwasm"
+
     def compile_cached(self, key: str, wasm: Callable[[], bytes]) -> tuple[wasmtime.Module, bool]:
         """The module cached as `key` for this engine, else `wasm()` compiled and cached;
         and whether it was a cache hit. `key` names what the code is made from; the
@@ -162,7 +166,7 @@ class Engine:
         Raises:
             wasmtime.WasmtimeError: `wasm()` is not a valid module.
         """
-        entry = cache_dir() / f"{key}-wasmtime{wasmtime_version()}-{self.config.tag}.cwasm"
+        entry = self.cache_entry(key)
         data = cache.read_entry(entry)
         if data is not None:
             try:

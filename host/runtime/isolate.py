@@ -65,11 +65,46 @@ class RunStats:
     peak_memory: int
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A build of the guest whose instances start initialised with a model loaded (a
+    snapshot's, see `snapshot.py`), compiled for the same engine and linked the same way.
+
+    Attributes:
+        pre: its instance-pre (linked to the engine's WASI, granting nothing).
+        signature: what loading the model answered.
+        cell: the result cell's address (`wh_result_cell`), or None.
+        memory: bytes of linear memory its instances start with (the memory limit counts them).
+    """
+
+    pre: wasmtime.InstancePre
+    signature: wire.LoadResult
+    cell: int | None
+    memory: int
+
+
+def engine_for(limits: Limits, module: Path | None = None) -> Engine:
+    """The engine isolates under `limits` run on: fuel metering and deadline checks are
+    compiled in only when the limits need them.
+
+    Raises what `Engine.get` raises.
+    """
+    return Engine.get(
+        EngineConfig(
+            fuel=limits.fuel is not None or limits.load_fuel is not None,
+            epoch=limits.timeout is not None,
+        ),
+        module,
+    )
+
+
 class Isolate:
     """The guest instantiated under `limits`, with `model` loaded.
 
     `module` is the guest module's path (default: the bundled one); `engine`, if given,
-    is used as is.
+    is used as is. `pre`, if given, is instantiated instead of the engine's guest (another
+    build of it, for the same engine). With `loaded`, the isolate is spawned from a
+    snapshot: `loaded.pre` is instantiated, and neither initialised nor given `model`.
 
     Raises:
         InvalidModel, UnsupportedModel: the guest refused the model.
@@ -83,15 +118,12 @@ class Isolate:
         limits: Limits,
         engine: Engine | None = None,
         module: Path | None = None,
+        *,
+        pre: wasmtime.InstancePre | None = None,
+        loaded: Loaded | None = None,
     ) -> None:
         self.limits = limits
-        self.engine = engine or Engine.get(
-            EngineConfig(
-                fuel=limits.fuel is not None or limits.load_fuel is not None,
-                epoch=limits.timeout is not None,
-            ),
-            module,
-        )
+        self.engine = engine or engine_for(limits, module)
         self.dead = False
         self.last_stats: RunStats | None = None
         self._buffer = (0, 0)  # (guest pointer, capacity) of the kept request buffer
@@ -108,28 +140,52 @@ class Isolate:
         self.store.set_wasi(wasi)
         OPEN.add(self)
         try:
-            self._start(model)
+            if loaded is None:
+                self._start(model, pre or self.engine.pre)
+            else:
+                self._spawn(loaded)
         except BaseException:
             self.close()  # free the guest's memory now, not at garbage collection
             raise
 
-    def _start(self, model: bytes) -> None:
-        # Instantiating and initialising run the guest's own code, not the model's: a
-        # floor on their deadline keeps a short timeout from failing them on a busy host.
-        self._arm(_SETUP_FUEL, self.limits.timeout, floor=_SETUP_SECONDS)
+    def _instantiate(self, pre: wasmtime.InstancePre, optional: tuple[str, ...] = ()) -> None:
         try:
-            instance = self.engine.pre.instantiate(self.store)
+            instance = pre.instantiate(self.store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
             raise self._trap(e, "instantiating the guest") from None
-        exports = instance.exports(self.store)
+        self.exports = exports = instance.exports(self.store)
         self.memory = exports["memory"]
         _expect_type(self.memory, wasmtime.Memory, "memory")
         self._fn: dict[str, Export] = {}
         for name, (params, results) in (ABI_FUNCTIONS | OPTIONAL_FUNCTIONS).items():
-            if name in OPTIONAL_FUNCTIONS and exports.get(name) is None:
+            if (name in OPTIONAL_FUNCTIONS or name in optional) and exports.get(name) is None:
                 continue
             _expect_type(exports[name], wasmtime.Func, name)
             self._fn[name] = Export(self.store, exports[name], params, results)
+
+    def _spawn(self, loaded: Loaded) -> None:
+        # A snapshot runs no code at instantiation (no start function), and exports no
+        # `_initialize`: its initialisation ran once, before the snapshot was taken.
+        if loaded.memory > int(self.limits.memory):
+            self.dead = True
+            raise MemoryLimitExceeded(
+                f"the model's snapshot starts with {format_size(loaded.memory)} of memory, "
+                f"over the {format_size(int(self.limits.memory))} memory limit"
+            )
+        self._arm(_SETUP_FUEL, self.limits.timeout, floor=_SETUP_SECONDS)
+        self._instantiate(loaded.pre, optional=("_initialize",))
+        self._cell = None
+        if loaded.cell is not None:
+            # Memory never shrinks: in bounds now, always.
+            self._range(loaded.cell, CELL.size, self.memory.data_len(self.store))
+            self._cell = loaded.cell
+        self.signature = loaded.signature
+
+    def _start(self, model: bytes, pre: wasmtime.InstancePre) -> None:
+        # Instantiating and initialising run the guest's own code, not the model's: a
+        # floor on their deadline keeps a short timeout from failing them on a busy host.
+        self._arm(_SETUP_FUEL, self.limits.timeout, floor=_SETUP_SECONDS)
+        self._instantiate(pre)
         self._guard(self._fn["_initialize"], "initializing the guest")
         version = self._guard(self._fn["wh_abi_version"], "asking its ABI")
         if version != ABI_VERSION:
