@@ -75,12 +75,15 @@ class Loaded:
         signature: what loading the model answered.
         cell: the result cell's address (`wh_result_cell`), or None.
         memory: bytes of linear memory its instances start with (the memory limit counts them).
+        buffer: the request buffer its instances start with (address, capacity), as an
+            isolate keeps it after loading; (0, 0) for none.
     """
 
     pre: wasmtime.InstancePre
     signature: wire.LoadResult
     cell: int | None
     memory: int
+    buffer: tuple[int, int] = (0, 0)
 
 
 def engine_for(limits: Limits, module: Path | None = None) -> Engine:
@@ -174,11 +177,15 @@ class Isolate:
             )
         self._arm(_SETUP_FUEL, self.limits.timeout, floor=_SETUP_SECONDS)
         self._instantiate(loaded.pre, optional=("_initialize",))
+        size = self.memory.data_len(self.store)
         self._cell = None
         if loaded.cell is not None:
             # Memory never shrinks: in bounds now, always.
-            self._range(loaded.cell, CELL.size, self.memory.data_len(self.store))
+            self._range(loaded.cell, CELL.size, size)
             self._cell = loaded.cell
+        if loaded.buffer[0]:
+            self._range(*loaded.buffer, size)
+            self._buffer = loaded.buffer
         self.signature = loaded.signature
 
     def _start(self, model: bytes, pre: wasmtime.InstancePre) -> None:

@@ -21,7 +21,8 @@ class PoolStats:
         live: isolates alive now (idle or running).
         idle: isolates waiting for a run.
         created: isolates started since the pool was made.
-        discarded: isolates dropped after a trap (or a change of limits).
+        discarded: isolates dropped after a trap (or a change of limits; isolating per
+            run, after every run).
         peak: most isolates alive at once so far.
     """
 
@@ -37,7 +38,9 @@ class IsolatePool:
     """Isolates of one model under one set of limits, lent one run at a time.
 
     `make(limits)` starts an isolate; `first`, if given, is an isolate already started
-    (the session's first, which read the model's signature).
+    (the session's first, which read the model's signature). Unless `reuse`, every
+    isolate is dropped after its run (per-run isolation): the pool then only bounds how
+    many run at once.
     """
 
     def __init__(
@@ -46,8 +49,11 @@ class IsolatePool:
         limits: Limits,
         size: int,
         first: Isolate | None = None,
+        *,
+        reuse: bool = True,
     ) -> None:
         self._make = make
+        self._reuse = reuse
         self.limits = limits
         self.size = size
         self._cond = threading.Condition()
@@ -95,7 +101,7 @@ class IsolatePool:
     def release(self, isolate: Isolate) -> None:
         """Gives `isolate` back: kept if it is sound and under the current limits."""
         # Identity, not equality, on the run path: limits change only by `reconfigure`.
-        keep = not isolate.dead and isolate.limits is self.limits
+        keep = self._reuse and not isolate.dead and isolate.limits is self.limits
         with self._cond:
             if keep:
                 self._idle.append(isolate)

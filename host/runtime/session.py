@@ -13,9 +13,10 @@ import numpy as np
 
 from ..errors import InvalidArgument, InvalidInput, InvalidModel, UnsupportedModel
 from . import providers as _providers
-from . import rewrite
+from . import rewrite, snapshot
 from .abi import STRINGS_MINOR
-from .isolate import DEFAULT, Default, Isolate, RunStats
+from .engine import EngineConfig
+from .isolate import DEFAULT, Default, Isolate, RunStats, engine_for
 from .limits import Limits, format_size
 from .maps import MapInput
 from .options import RunOptions, SessionOptions
@@ -23,6 +24,8 @@ from .pool import IsolatePool, PoolStats
 from .providers import PROVIDER
 from .wire import DTYPES, STRING, Signature, dtype_name
 
+#: `isolation`'s values: isolates reused from run to run, or a fresh one for every run.
+ISOLATION_MODES = ("pooled", "per-run")
 #: How the guest's refusal of a model it could not type begins.
 _TYPING_FAILED = "tract cannot run this model for inputs"
 
@@ -96,16 +99,22 @@ class InferenceSession:
         pool_size: most isolates run at once, one per concurrent `run` (default: CPU count).
         module: the guest module (a `.wasm` of ABI v1) to run the model in; default the
             bundled tract guest (or `WASMHOST_MODULE`). The registry's runtimes use it.
+        isolation: "pooled" (default): isolates are kept and reused from run to run;
+            "per-run": every run gets a fresh isolate, spawned in well under a millisecond
+            from a snapshot of the loaded model (docs/snapshots.md). The snapshot is
+            compiled on first use (10-15 s) and cached on disk.
 
     The keyword arguments win over provider options, which win over `sess_options`.
 
     Raises:
         FileNotFoundError, OSError: the model file cannot be read.
-        InvalidArgument: a provider other than the CPU's, or an option out of range.
+        InvalidArgument: a provider other than the CPU's, an option out of range, or an
+            unknown isolation mode.
         InvalidModel: not an ONNX model, or larger than `limits.max_model_size`.
         UnsupportedModel: tract cannot run it (the message names the operator), even
             with the operators it lacks inlined from their ONNX function definitions.
         MemoryLimitExceeded, TimeoutExceeded, FuelExhausted, GuestCrash: loading trapped.
+        SnapshotUnsupported: per-run isolation of a guest module that cannot be snapshotted.
     """
 
     def __init__(
@@ -118,7 +127,14 @@ class InferenceSession:
         limits: Limits | None = None,
         pool_size: int | None = None,
         module: str | os.PathLike[str] | None = None,
+        isolation: str = "pooled",
     ) -> None:
+        if isolation not in ISOLATION_MODES:
+            raise InvalidArgument(
+                f"isolation must be one of {', '.join(map(repr, ISOLATION_MODES))}, "
+                f"got {isolation!r}"
+            )
+        self.isolation = isolation
         self._module = Path(module) if module is not None else None
         if isinstance(sess_options, Limits):  # wasmhost's first API: (model, limits)
             sess_options, limits = None, limits or sess_options
@@ -161,7 +177,17 @@ class InferenceSession:
                 del ops["Identity"]
             ops[rewrite.ZIPMAP] = ops.get(rewrite.ZIPMAP, 0) + lifted
             self._meta = {**self._meta, "ops": sorted(ops.items())}
-        self._pool = IsolatePool(self._isolate, self.limits, self.pool_size, first)
+        # Per-run isolation: one snapshot per engine configuration the limits ask for.
+        self._snapshots: dict[tuple[EngineConfig, int], snapshot.Snapshot] = {}
+        self._snapshots_lock = threading.Lock()
+        if isolation == "per-run":
+            try:
+                self._snapshot(self.limits)
+            finally:
+                first.close()  # every run gets an isolate of its own: not this one
+            self._pool = IsolatePool(self._spawn, self.limits, self.pool_size, reuse=False)
+        else:
+            self._pool = IsolatePool(self._isolate, self.limits, self.pool_size, first)
         self._local = threading.local()
 
     def _configure(
@@ -187,6 +213,27 @@ class InferenceSession:
 
     def _isolate(self, limits: Limits) -> Isolate:
         return Isolate(self._model, limits, module=self._module)
+
+    def _snapshot(self, limits: Limits) -> snapshot.Snapshot:
+        """The model's snapshot for the engine `limits` run on, made on first use."""
+        config = (engine_for(limits, self._module).config, limits.plan_cache)
+        with self._snapshots_lock:
+            found = self._snapshots.get(config)
+            if found is None:
+                found = snapshot.get(self._model, limits, self._module)
+                assert found is not None  # created when not cached
+                self._snapshots[config] = found
+            return found
+
+    def _spawn(self, limits: Limits) -> Isolate:
+        return self._snapshot(limits).spawn(limits)
+
+    @property
+    def snapshot(self) -> snapshot.Snapshot | None:
+        """The snapshot per-run isolates spawn from (None when pooled)."""
+        if self.isolation != "per-run":
+            return None
+        return self._snapshot(self.limits)
 
     def _first_isolate(self) -> Isolate:
         try:

@@ -46,7 +46,9 @@ from .isolate import Isolate, Loaded, engine_for
 from .limits import Limits
 
 #: What a snapshot holds and how it is keyed; bump it when either changes.
-FORMAT = 1
+FORMAT = 2
+#: How the guest is instrumented for capturing (the instrumented build is cached per guest).
+_INSTRUMENTATION = 1
 #: Runs of zero bytes shorter than this stay inside a data segment (a segment's header
 #: costs about 10 bytes; merging keeps the count of segments small).
 _MERGE_GAP = 64
@@ -135,6 +137,7 @@ def get(
                 "cell": captured.cell,
                 "memory": captured.memory,
                 "image": captured.image,
+                "buffer": list(captured.buffer),
             }
             cache.write_atomic(entry.with_suffix(".json"), json.dumps(meta).encode())
         loaded = Loaded(
@@ -142,6 +145,7 @@ def get(
             wire.load_result(msgpack.unpackb(captured.response)),
             captured.cell,
             captured.memory,
+            captured.buffer,
         )
         return Snapshot(
             loaded, target, captured.memory, captured.image, False, time.perf_counter() - start
@@ -174,10 +178,10 @@ def _load(engine: Engine, entry: Path) -> tuple[Loaded, int, int] | None:
         meta = json.loads(entry.with_suffix(".json").read_bytes())
         response = wire.load_result(msgpack.unpackb(base64.b64decode(meta["load"])))
         cell, memory, image = meta["cell"], meta["memory"], meta["image"]
+        ptr, capacity = meta["buffer"]
         if meta["format"] != FORMAT or not (
             (cell is None or isinstance(cell, int))
-            and isinstance(memory, int)
-            and isinstance(image, int)
+            and all(isinstance(v, int) for v in (memory, image, ptr, capacity))
         ):
             return None
         data = cache.read_entry(entry)
@@ -189,7 +193,7 @@ def _load(engine: Engine, entry: Path) -> tuple[Loaded, int, int] | None:
         return None
     except Exception:  # msgpack's own errors on a damaged entry
         return None
-    return Loaded(pre, response, cell, memory), memory, image
+    return Loaded(pre, response, cell, memory, (ptr, capacity)), memory, image
 
 
 # --- capturing ----------------------------------------------------------------------
@@ -205,6 +209,7 @@ class Captured:
         cell: the result cell's address, or None.
         memory: bytes of linear memory at the snapshot.
         image: bytes of its data segments.
+        buffer: the request buffer kept (address, capacity), or (0, 0).
     """
 
     wasm: bytes
@@ -212,11 +217,20 @@ class Captured:
     cell: int | None
     memory: int
     image: int
+    buffer: tuple[int, int]
 
 
 class _Capturing(Isolate):
     """An isolate of the instrumented guest, which keeps its load response and zeroes the
     request buffers it frees (the model's bytes would otherwise end up in the image)."""
+
+    def scrub_buffer(self) -> None:
+        """Zeroes the request buffer kept after loading (an isolate keeps one up to 1 MiB):
+        snapshots keep it, as a pooled isolate does, but not the model's bytes in it."""
+        ptr, capacity = self._buffer
+        if ptr:
+            start, _ = self._range(ptr, capacity, len(self._guest_memory()))
+            ctypes.memset(self._mem_base + start, 0, capacity)
 
     response: bytes = b""
 
@@ -227,10 +241,7 @@ class _Capturing(Isolate):
         return response
 
     def _free_buffer(self, what: str) -> None:
-        ptr, capacity = self._buffer
-        if ptr:
-            start, _ = self._range(ptr, capacity, len(self._guest_memory()))
-            ctypes.memset(self._mem_base + start, 0, capacity)
+        self.scrub_buffer()
         super()._free_buffer(what)
 
 
@@ -253,7 +264,7 @@ def capture(
     parsed = wasmbin.parse(wasm)
     _check_supported(parsed)
     instrumented, _ = engine.compile_cached(
-        f"{engine.sha256[:32]}-instrumented{FORMAT}", lambda: instrument(parsed)
+        f"{engine.sha256[:32]}-instrumented{_INSTRUMENTATION}", lambda: instrument(parsed)
     )
     capture_limits = dataclasses.replace(limits, fuel=None, load_fuel=None)
     isolate = _Capturing(
@@ -262,7 +273,7 @@ def capture(
     try:
         if shapes:
             _plan(isolate, shapes)
-        isolate._free_buffer("taking the snapshot")
+        isolate.scrub_buffer()
         store = isolate.store
         first_global = parsed.imported.get(wasmbin.GLOBAL_KIND, 0)
         values: dict[int, int] = {}
@@ -281,7 +292,9 @@ def capture(
         memory = isolate._guest_memory()
         image = np.frombuffer(memory, dtype=np.uint8)
         wasm_out, image_bytes = emit(parsed, image, values)
-        return Captured(wasm_out, isolate.response, isolate._cell, len(image), image_bytes)
+        return Captured(
+            wasm_out, isolate.response, isolate._cell, len(image), image_bytes, isolate._buffer
+        )
     finally:
         isolate.close()
 
