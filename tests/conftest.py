@@ -29,6 +29,10 @@ from servers import (
 
 import wasmhost
 
+# Registries made by the tests (and the commands they run) do not snapshot uploads: a
+# snapshot is a compile of 10-15 s per model. tests/test_snapshot.py turns it on.
+os.environ["WASMHOST_SNAPSHOTS"] = "off"
+
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = sorted(LIGHT.glob("light_*.onnx"))

@@ -522,6 +522,7 @@ def test_every_command_remotely(cli, server, tmp_path, rng):
     assert same("config", "list", "--json") == {
         "max_model_size": 10 * 1024**2,
         "validate_timeout": 60.0,
+        "snapshots": False,  # conftest turns snapshots off
     }
     same("config", "get", "max_model_size")
     assert ok(remote("config", "set", "validate_timeout", "30")) == "validate_timeout = 30.0\n"

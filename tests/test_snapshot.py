@@ -12,11 +12,14 @@ damage, refusals) run on WAT guests that compile in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import anyio.to_thread
 import msgpack
 import numpy as np
 import pytest
@@ -26,13 +29,18 @@ from guests import LOAD_OK, RUN_OK, wat_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx import helper
+from registry_support import add_model
 from test_recurrent import expected as recurrent_expected
 from test_recurrent import feeds_for, recurrent_model
 
 import wasmhost
+from wasmhost.registry import Registry
 from wasmhost.runtime import engine as engine_module
 from wasmhost.runtime import snapshot, wasmbin
 from wasmhost.runtime.engine import Engine, module_path
+from wasmhost.serve.auth import OPERATOR
+from wasmhost.serve.deployments import Deployments
+from wasmhost.serve.metrics import Metrics
 
 RUNS = 3
 
@@ -272,6 +280,77 @@ def test_unseeded_random_operators_are_seeded_from_the_host_at_each_spawn(metere
     for a in runs:
         same_bits(a[:1], [seeded])
     assert len({r[1].tobytes() for r in runs}) == RUNS
+
+
+# --- the registry and the service ----------------------------------------------------
+
+
+def test_an_upload_is_snapshotted_and_a_failed_snapshot_keeps_the_upload(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("WASMHOST_SNAPSHOTS", "on")
+    registry = Registry(tmp_path / "home")
+    registry.create_project("p")
+    assert registry.get_setting("snapshots") is True
+    version = registry.upload("p", "squeezenet", SQUEEZENET)  # the fixtures' snapshot
+    assert snapshot.get(SQUEEZENET.read_bytes(), wasmhost.Limits(), create=False) is not None
+
+    def broken(*args, **kwargs):
+        raise wasmhost.SnapshotUnsupported("the guest module cannot be snapshotted: a test")
+
+    monkeypatch.setattr(snapshot, "get", broken)
+    with caplog.at_level("WARNING", logger="wasmhost.registry"):
+        second = registry.upload("p", "squeezenet", SQUEEZENET)
+    assert (second.version, second.status) == (version.version + 1, "ready")
+    assert "p/squeezenet@2: no snapshot (SnapshotUnsupported" in caplog.text
+    assert "pooled isolates" in caplog.text
+    registry.close()
+
+
+def test_the_service_runs_snapshotted_versions_per_run_and_builds_missing_ones(
+    tmp_path, monkeypatch, caplog
+):
+    """A version without a snapshot on this machine runs pooled, its snapshot is built in
+    the background, and its next load runs per-run; outputs alike all along."""
+    monkeypatch.setenv("WASMHOST_SNAPSHOTS", "on")
+    registry = Registry(tmp_path / "home")
+    registry.create_project("p")
+    registry.upload("p", "squeezenet", SQUEEZENET)
+    registry.set_setting("snapshots", "off")
+    fresh = add_model(float(uuid.uuid4().int % 1000) + 0.5)  # never snapshotted before
+    registry.upload("p", "add", fresh)
+    registry.set_setting("snapshots", "on")
+    deployments = Deployments(registry, Metrics(), threads=2)
+    squeeze_feeds = {"data_0": np.zeros((1, 3, 224, 224), np.float32)}
+    add_feeds = {"x": np.arange(8, dtype=np.float32).reshape(2, 4)}
+    want = {
+        "p.squeezenet": wasmhost.InferenceSession(SQUEEZENET).run(None, squeeze_feeds),
+        "p.add": wasmhost.InferenceSession(fresh).run(None, add_feeds),
+    }
+    feeds = {"p.squeezenet": squeeze_feeds, "p.add": add_feeds}
+
+    async def serve(name: str) -> str:
+        deployment = await deployments.get(OPERATOR, name, None)
+        for _ in range(RUNS):
+            same_bits(await deployments.infer(deployment, feeds[name], None), want[name])
+        return deployment.isolation
+
+    async def scenario() -> list[str]:
+        modes = [await serve("p.squeezenet")]
+        with caplog.at_level("INFO", logger="wasmhost.serve"):
+            modes.append(await serve("p.add"))
+            # The background build: wait for it, then load the version again.
+            await anyio.to_thread.run_sync(lambda: deployments._building.acquire(timeout=600))
+            deployments._building.release()
+        await deployments.unload(OPERATOR, "p.add")
+        modes.append(await serve("p.add"))
+        await deployments.close()
+        return modes
+
+    assert asyncio.run(scenario()) == ["per-run", "pooled", "per-run"]
+    assert "p/add@1: no snapshot on this machine yet" in caplog.text
+    assert "p/add@1: snapshot built" in caplog.text
+    registry.close()
 
 
 # --- the mechanism, on WAT guests -------------------------------------------------------

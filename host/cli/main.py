@@ -216,12 +216,12 @@ def _remote_signature(client: Any, model: str) -> tuple[str, list[NodeArg], list
 def _refuse_local_options(model: str, stats: bool) -> None:
     """`run --server` runs under the project's limits on the server, which reports no stats."""
     ctx = click.get_current_context()
-    for name in ("memory", "timeout", "fuel", "load_fuel"):
+    for name in ("memory", "timeout", "fuel", "load_fuel", "isolation"):
         if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
             option = "--" + name.replace("_", "-")
             raise InvalidArgument(
                 f"{option}: the server runs {model} under its project's limits "
-                "(`wasmhost project set-limits`), not the command line's"
+                "(`wasmhost project set-limits`) and its own isolation, not the command line's"
             )
     if stats:
         raise InvalidArgument("--stats: a run on the server reports no stats")
@@ -474,6 +474,14 @@ def _stats_line(stats: RunStats | None) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print outputs (and stats) as JSON.")
 @click.option("--stats", is_flag=True, help="Show wall time, fuel used and peak guest memory.")
+@click.option(
+    "--isolation",
+    type=click.Choice(["pooled", "per-run"]),
+    default="pooled",
+    show_default=True,
+    help="per-run: run in an isolate spawned from the model's snapshot (built and cached "
+    "on first use, 10-15 s).",
+)
 @_limit_options
 def run(
     model: str,
@@ -481,6 +489,7 @@ def run(
     output: str | None,
     as_json: bool,
     stats: bool,
+    isolation: str,
     memory: str,
     timeout: str,
     fuel: int | None,
@@ -504,7 +513,7 @@ def run(
         run_stats = None
     else:
         source, limits, module, label = _open_model(model, limits)
-        session = InferenceSession(source, limits=limits, module=module)
+        session = InferenceSession(source, limits=limits, module=module, isolation=isolation)
         out_names = [o.name for o in session.get_outputs()]
         _check_output_path(output, session.get_outputs())
         feed = map_inputs(inputs, session.get_inputs())

@@ -527,7 +527,7 @@ def config_list(as_json: bool) -> None:
     _table(
         None,
         ["setting", "value", "default", "meaning"],
-        [[name, s.show(values[name]), s.show(s.default), s.help] for name, s in SETTINGS.items()],
+        [[name, s.show(values[name]), s.show(s.initial), s.help] for name, s in SETTINGS.items()],
     )
 
 

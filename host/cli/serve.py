@@ -31,6 +31,14 @@ from .registry import _table, open_registry
     help="Seconds a request body may take to arrive (408 after that).",
 )
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--isolation",
+    type=click.Choice(["per-run", "pooled"]),
+    default="per-run",
+    show_default=True,
+    help="per-run: each request in a fresh isolate spawned from the model's snapshot "
+    "(where it has one); pooled: isolates reused from request to request.",
+)
 def serve(
     host: str,
     port: int,
@@ -39,6 +47,7 @@ def serve(
     max_request_size: str,
     body_timeout: float,
     log_level: str,
+    isolation: str,
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 (tritonclient, KServe),
     the management API and /metrics. Stops cleanly on SIGTERM.
@@ -68,6 +77,7 @@ def serve(
         max_request_size=parse_size(max_request_size, "--max-request-size"),
         body_timeout=body_timeout,
         log_level=log_level,
+        isolation=isolation,
     )
 
 

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import getpass
 import json
+import logging
 import math
 import os
 import secrets
@@ -35,6 +36,7 @@ from ..errors import (
     NotFound,
     RegistryCorrupt,
     Unauthorized,
+    WasmHostError,
 )
 from ..runtime.engine import Engine, EngineConfig
 from ..runtime.limits import Limits, format_size
@@ -59,6 +61,8 @@ from .schema import aliases, blobs, models, projects, settings, tokens, versions
 from .schema import runtimes as runtime_table
 from .settings import SETTINGS, setting
 from .validate import validate
+
+log = logging.getLogger("wasmhost.registry")
 
 #: What the service holds a project's models to beyond `Limits`: runs at once per model,
 #: and requests that may wait for one (more are refused with 429).
@@ -491,7 +495,29 @@ class Registry:
             )
 
         self.db.write(work)
-        return self._version_by_id(version_id)
+        version = self._version_by_id(version_id)
+        self._snapshot(target, data, version)
+        return version
+
+    def _snapshot(self, project: Project, data: bytes, version: ModelVersion) -> None:
+        """Snapshots a new version (setting `snapshots`, on by default) so that the service
+        runs it in a fresh isolate per request (docs/snapshots.md). Only for the bundled
+        runtime, under the project's limits: one compile of 10-15 s. The version is ready
+        already: a failure is logged and the service runs it in pooled isolates."""
+        if not self.get_setting("snapshots") or not self.runtime(project.runtime).builtin:
+            return
+        try:
+            with InferenceSession(
+                data, limits=self._limits(project), pool_size=1, isolation="per-run"
+            ):
+                pass
+        except (WasmHostError, OSError) as e:
+            log.warning(
+                "%s: no snapshot (%s: %s); the service runs it in pooled isolates",
+                version.reference,
+                type(e).__name__,
+                e,
+            )
 
     def _hold_blob(self, conn: sa.Connection, sha: str, data: bytes, *, store: bool = True) -> None:
         """Makes the blob row exist, locked, with its bytes present (when `store`: a
@@ -945,7 +971,7 @@ class Registry:
         with self.db.reading() as conn:
             stored = dict(conn.execute(sa.select(settings.c.key, settings.c.value)).all())
         return {
-            name: s.parse(stored[name]) if name in stored else s.default
+            name: s.parse(stored[name]) if name in stored else s.initial
             for name, s in SETTINGS.items()
         }
 
@@ -960,7 +986,7 @@ class Registry:
         Raises InvalidArgument: unknown setting or bad value.
         """
         spec = setting(name)
-        parsed = spec.default if value is None else spec.parse(str(value))
+        parsed = spec.initial if value is None else spec.parse(str(value))
 
         def work(conn: sa.Connection) -> None:
             conn.execute(sa.delete(settings).where(settings.c.key == name))

@@ -3,6 +3,7 @@ using it (the CLI, the server) sees the same values."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +15,23 @@ from ..runtime.limits import format_size, parse_size
 @dataclass(frozen=True)
 class Setting:
     name: str
+    #: The value when none is stored (see `initial`).
     default: Any
     parse: Callable[[str], Any]
     show: Callable[[Any], str]
     help: str
+    #: An environment variable that, when set, replaces `default` (a machine's choice).
+    env: str | None = None
+
+    @property
+    def initial(self) -> Any:
+        """The value when none is stored: the environment variable's, else `default`.
+
+        Raises InvalidArgument for a bad value in the environment variable.
+        """
+        if self.env and (text := os.environ.get(self.env)):
+            return self.parse(text)
+        return self.default
 
 
 def _seconds(text: str) -> float:
@@ -28,6 +42,17 @@ def _seconds(text: str) -> float:
     if not 0 < value <= 3600:
         raise InvalidArgument(f"expected seconds in (0, 3600], got {text!r}")
     return value
+
+
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("on", "off"):
+        raise InvalidArgument(f"expected on or off, got {text!r}")
+    return value == "on"
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def _size(text: str) -> int:
@@ -53,6 +78,15 @@ SETTINGS: dict[str, Setting] = {
             _seconds,
             str,
             "seconds an upload's sandboxed load may take before it is refused",
+        ),
+        Setting(
+            "snapshots",
+            True,
+            _switch,
+            _on_off,
+            "snapshot each upload (compiled once, 10-15 s) so that the service runs it "
+            "in a fresh isolate per request (WASMHOST_SNAPSHOTS sets the default)",
+            env="WASMHOST_SNAPSHOTS",
         ),
     )
 }

@@ -103,6 +103,9 @@ class InferenceSession:
             "per-run": every run gets a fresh isolate, spawned in well under a millisecond
             from a snapshot of the loaded model (docs/snapshots.md). The snapshot is
             compiled on first use (10-15 s) and cached on disk.
+        snapshot_build: with per-run isolation, whether to build a snapshot that is not
+            cached yet (default); if False, the session runs pooled instead (`isolation`
+            then says "pooled"; `prepare_snapshot()` builds one for the next session).
 
     The keyword arguments win over provider options, which win over `sess_options`.
 
@@ -128,6 +131,7 @@ class InferenceSession:
         pool_size: int | None = None,
         module: str | os.PathLike[str] | None = None,
         isolation: str = "pooled",
+        snapshot_build: bool = True,
     ) -> None:
         if isolation not in ISOLATION_MODES:
             raise InvalidArgument(
@@ -180,7 +184,13 @@ class InferenceSession:
         # Per-run isolation: one snapshot per engine configuration the limits ask for.
         self._snapshots: dict[tuple[EngineConfig, int], snapshot.Snapshot] = {}
         self._snapshots_lock = threading.Lock()
-        if isolation == "per-run":
+        if isolation == "per-run" and not snapshot_build:
+            found = snapshot.get(self._model, self.limits, self._module, create=False)
+            if found is None:
+                self.isolation = "pooled"
+            else:
+                self._snapshots[self._snapshot_key(self.limits)] = found
+        if self.isolation == "per-run":
             try:
                 self._snapshot(self.limits)
             finally:
@@ -214,16 +224,29 @@ class InferenceSession:
     def _isolate(self, limits: Limits) -> Isolate:
         return Isolate(self._model, limits, module=self._module)
 
+    def _snapshot_key(self, limits: Limits) -> tuple[EngineConfig, int]:
+        return engine_for(limits, self._module).config, limits.plan_cache
+
     def _snapshot(self, limits: Limits) -> snapshot.Snapshot:
         """The model's snapshot for the engine `limits` run on, made on first use."""
-        config = (engine_for(limits, self._module).config, limits.plan_cache)
+        key = self._snapshot_key(limits)
         with self._snapshots_lock:
-            found = self._snapshots.get(config)
+            found = self._snapshots.get(key)
             if found is None:
                 found = snapshot.get(self._model, limits, self._module)
                 assert found is not None  # created when not cached
-                self._snapshots[config] = found
+                self._snapshots[key] = found
             return found
+
+    def prepare_snapshot(self) -> snapshot.Snapshot:
+        """Builds (or finds cached) the snapshot per-run sessions of this model under these
+        limits spawn from, whatever this session's isolation.
+
+        Raises:
+            SnapshotUnsupported: the guest module cannot be snapshotted.
+            And what loading the model raises.
+        """
+        return self._snapshot(self.limits)
 
     def _spawn(self, limits: Limits) -> Isolate:
         return self._snapshot(limits).spawn(limits)

@@ -51,6 +51,7 @@ def create_app(
     max_request_size: int = 64 * 1024**2,
     body_timeout: float = 60.0,
     max_loaded: int = 32,
+    isolation: str = "per-run",
 ) -> Starlette:
     """The service over `registry`.
 
@@ -62,10 +63,17 @@ def create_app(
         max_request_size: largest infer request body, bytes (uploads: the registry's
             `max_model_size`).
         max_loaded: model versions kept loaded; the least recently used are closed.
+        isolation: "per-run" (default): each request in a fresh isolate spawned from the
+            model's snapshot, where it has one (docs/snapshots.md); "pooled": isolates
+            reused from request to request.
     """
     m = Metrics()
     deployments = Deployments(
-        registry, m, threads=threads or max(4, 2 * (os.cpu_count() or 1)), max_loaded=max_loaded
+        registry,
+        m,
+        threads=threads or max(4, 2 * (os.cpu_count() or 1)),
+        max_loaded=max_loaded,
+        isolation=isolation,
     )
     shared = State(
         registry, deployments, m, auth, max_request_size, Authenticator(registry), body_timeout

@@ -4,11 +4,19 @@ project's concurrency and queue, run on a bounded thread pool off the event loop
 A request beyond a model's `concurrency` waits in its queue; beyond `concurrency + queue`
 it is refused at once (`Overloaded`, 429): never an unbounded backlog. Sessions are loaded
 on first use (or `load`), and the least recently used are closed past `max_loaded`.
+
+Tenants' models run in a fresh isolate per request (per-run isolation), spawned from the
+snapshot the registry made at upload (docs/snapshots.md). A version without a snapshot on
+this machine (made elsewhere, the `snapshots` setting off, a runtime of its own) runs in
+pooled isolates, saying so in the log; its snapshot is then built in the background, one
+at a time, for the next time it is loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -28,6 +36,8 @@ from ..runtime.session import InferenceSession
 from .auth import Principal
 from .metrics import Metrics
 from .stats import Window
+
+log = logging.getLogger("wasmhost.serve")
 
 #: A model's defaults when its project sets none.
 DEFAULT_CONCURRENCY = 2
@@ -76,6 +86,8 @@ class Deployment:
     concurrency: int
     queue: int
     slots: asyncio.Semaphore
+    #: "per-run" (a fresh isolate per request) or "pooled".
+    isolation: str = "pooled"
     waiting_or_running: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -84,9 +96,17 @@ class Deployments:
     """The server's loaded models."""
 
     def __init__(
-        self, registry: Registry, metrics: Metrics, *, threads: int, max_loaded: int = 32
+        self,
+        registry: Registry,
+        metrics: Metrics,
+        *,
+        threads: int,
+        max_loaded: int = 32,
+        isolation: str = "per-run",
     ) -> None:
         self.registry = registry
+        self.isolation = isolation
+        self._building = threading.Lock()  # one background snapshot build at a time
         self.metrics = metrics
         self.max_loaded = max_loaded
         self.limiter = anyio.CapacityLimiter(threads)
@@ -180,9 +200,27 @@ class Deployments:
 
         def open_session() -> InferenceSession:
             source = self.registry.source(target.id)
-            return InferenceSession(
-                source.model, limits=source.limits, module=source.module, pool_size=concurrency
+            per_run = (
+                self.isolation == "per-run"
+                and source.module is None  # snapshots are made for the bundled runtime
+                and self.registry.get_setting("snapshots")
             )
+            session = InferenceSession(
+                source.model,
+                limits=source.limits,
+                module=source.module,
+                pool_size=concurrency,
+                isolation="per-run" if per_run else "pooled",
+                snapshot_build=False,
+            )
+            if per_run and session.isolation == "pooled":
+                log.info(
+                    "%s: no snapshot on this machine yet: pooled isolates until it is loaded "
+                    "again after its snapshot is built",
+                    source.reference,
+                )
+                self._build_snapshot(source.reference, session)
+            return session
 
         session = await self._thread(open_session)
         return Deployment(
@@ -195,7 +233,25 @@ class Deployments:
             concurrency,
             queue,
             asyncio.Semaphore(concurrency),
+            session.isolation,
         )
+
+    def _build_snapshot(self, reference: str, session: InferenceSession) -> None:
+        """Builds the session's snapshot in a thread of its own, unless one is being built
+        (the next load tries again): 10-15 s of compiling, cached for every later load."""
+        if not self._building.acquire(blocking=False):
+            return
+
+        def build() -> None:
+            try:
+                session.prepare_snapshot()
+                log.info("%s: snapshot built; per-run isolation from its next load", reference)
+            except (WasmHostError, OSError) as e:
+                log.warning("%s: no snapshot (%s: %s)", reference, type(e).__name__, e)
+            finally:
+                self._building.release()
+
+        threading.Thread(target=build, name="wasmhost-snapshot", daemon=True).start()
 
     async def _evict(self) -> None:
         while len(self._loaded) > self.max_loaded:

@@ -34,6 +34,7 @@ def serve(
     max_request_size: int = 64 * 1024**2,
     body_timeout: float = 60.0,
     log_level: str = "info",
+    isolation: str = "per-run",
 ) -> None:
     """Serves until SIGTERM/SIGINT.
 
@@ -49,6 +50,7 @@ def serve(
         threads=threads,
         max_request_size=max_request_size,
         body_timeout=body_timeout,
+        isolation=isolation,
     )
     config = uvicorn.Config(
         app,
