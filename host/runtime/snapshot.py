@@ -176,7 +176,10 @@ def _load(engine: Engine, entry: Path) -> tuple[Loaded, int, int] | None:
     captured again)."""
     try:
         meta = json.loads(entry.with_suffix(".json").read_bytes())
-        response = wire.load_result(msgpack.unpackb(base64.b64decode(meta["load"])))
+        response = msgpack.unpackb(base64.b64decode(meta["load"]))
+        if not isinstance(response, dict):
+            return None
+        signature = wire.load_result(response)
         cell, memory, image = meta["cell"], meta["memory"], meta["image"]
         ptr, capacity = meta["buffer"]
         if meta["format"] != FORMAT or not (
@@ -189,11 +192,17 @@ def _load(engine: Engine, entry: Path) -> tuple[Loaded, int, int] | None:
             return None
         module = wasmtime.Module.deserialize(engine.wasmtime, data)
         pre = engine.linker.instantiate_pre(module)
-    except (OSError, ValueError, KeyError, TypeError, GuestProtocolError, wasmtime.WasmtimeError):
+    except (
+        OSError,
+        ValueError,  # JSON, base64 and most of msgpack's errors
+        msgpack.UnpackException,
+        KeyError,
+        TypeError,
+        GuestProtocolError,
+        wasmtime.WasmtimeError,
+    ):
         return None
-    except Exception:  # msgpack's own errors on a damaged entry
-        return None
-    return Loaded(pre, response, cell, memory, (ptr, capacity)), memory, image
+    return Loaded(pre, signature, cell, memory, (ptr, capacity)), memory, image
 
 
 # --- capturing ----------------------------------------------------------------------
