@@ -450,6 +450,21 @@ def test_a_cached_snapshot_is_reused_and_a_damaged_one_recaptured(wat_guest):
     assert len(list(engine_module.cache_dir().glob("snapshot-*.json"))) == 2
 
 
+def test_shapes_are_planned_before_the_snapshot_and_key_it(wat_guest):
+    path = wat_guest(snapshot_guest())
+    limits = wasmhost.Limits()
+    plain = snapshot.get(b"model", limits, path)
+    planned = snapshot.get(b"model", limits, path, shapes={"x": [2]})
+    assert not plain.cache_hit and not planned.cache_hit  # a snapshot of its own
+    iso = planned.spawn(limits)
+    iso.run([("x", np.zeros(2, np.float32))], ["y"])
+    iso.close()
+    assert snapshot.get(b"model", limits, path, shapes={"x": (2,)}).cache_hit
+    for bad, why in (({"y": [2]}, "every input's dims"), ({"x": [-1]}, "non-negative ints")):
+        with pytest.raises(wasmhost.InvalidArgument, match=why):
+            snapshot.get(b"model", limits, path, shapes=bad)
+
+
 def test_a_guest_a_snapshot_cannot_capture_is_refused_and_pooled_still_works(wat_guest):
     path = wat_guest(snapshot_guest(data='(data "passive")'))
     with pytest.raises(wasmhost.SnapshotUnsupported, match="passive data segments"):
