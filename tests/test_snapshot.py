@@ -28,7 +28,7 @@ from conftest import ROOT, SQUEEZENET, f32, make_model, reference
 from guests import LOAD_OK, RUN_OK, wat_bytes
 from hypothesis import given
 from hypothesis import strategies as st
-from onnx import helper
+from onnx import TensorProto, helper
 from registry_support import add_model
 from test_recurrent import expected as recurrent_expected
 from test_recurrent import feeds_for, recurrent_model
@@ -196,6 +196,24 @@ def test_conformance_cases_are_bit_identical_in_both_modes(case_id):
             same_bits(per_run.run(None, feeds), want)
             for w, e in zip(want, expected, strict=True):
                 np.testing.assert_allclose(w, e, rtol=case.rtol, atol=case.atol)
+
+
+def test_string_tensors_cross_spawned_isolates_as_pooled_ones():
+    model = make_model(
+        [helper.make_node("StringConcat", ["s", "s"], ["t"])],
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["n"])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, ["n"])],
+        opset=20,
+    )
+    per_run, pooled = both(model)
+    assert per_run.get_inputs() == pooled.get_inputs()
+    for words in (["the", "Quick", "fox"], ["über", "", "Straße", "a"]):
+        feeds = {"s": np.array(words, dtype=object)}
+        (want,) = reference(model, feeds)
+        for _ in range(RUNS):
+            for session in (per_run, pooled):
+                (got,) = session.run(None, feeds)
+                assert got.dtype == object and got.tolist() == want.tolist()
 
 
 # --- fuel and random operators (one metered model) ------------------------------------

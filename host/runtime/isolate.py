@@ -77,6 +77,7 @@ class Loaded:
         memory: bytes of linear memory its instances start with (the memory limit counts them).
         buffer: the request buffer its instances start with (address, capacity), as an
             isolate keeps it after loading; (0, 0) for none.
+        abi_minor: the guest's revision of ABI 1 (`wh_abi_minor`), asked when it loaded.
     """
 
     pre: wasmtime.InstancePre
@@ -84,6 +85,7 @@ class Loaded:
     cell: int | None
     memory: int
     buffer: tuple[int, int] = (0, 0)
+    abi_minor: int = 0
 
 
 def engine_for(limits: Limits, module: Path | None = None) -> Engine:
@@ -187,6 +189,7 @@ class Isolate:
             self._range(*loaded.buffer, size)
             self._buffer = loaded.buffer
         self.signature = loaded.signature
+        self.abi_minor = loaded.abi_minor
 
     def _start(self, model: bytes, pre: wasmtime.InstancePre) -> None:
         # Instantiating and initialising run the guest's own code, not the model's: a

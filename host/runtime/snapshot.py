@@ -46,7 +46,7 @@ from .isolate import Isolate, Loaded, engine_for
 from .limits import Limits
 
 #: What a snapshot holds and how it is keyed; bump it when either changes.
-FORMAT = 2
+FORMAT = 3
 #: How the guest is instrumented for capturing (the instrumented build is cached per guest).
 _INSTRUMENTATION = 1
 #: Runs of zero bytes shorter than this stay inside a data segment (a segment's header
@@ -142,6 +142,7 @@ def get(
                 "memory": captured.memory,
                 "image": captured.image,
                 "buffer": list(captured.buffer),
+                "abi_minor": captured.abi_minor,
             }
             cache.write_atomic(entry.with_suffix(".json"), json.dumps(meta).encode())
         loaded = Loaded(
@@ -150,6 +151,7 @@ def get(
             captured.cell,
             captured.memory,
             captured.buffer,
+            captured.abi_minor,
         )
         return Snapshot(
             loaded, target, captured.memory, captured.image, False, time.perf_counter() - start
@@ -194,9 +196,10 @@ def _load(engine: Engine, entry: Path) -> tuple[Loaded, int, int] | None:
         signature = wire.load_result(response)
         cell, memory, image = meta["cell"], meta["memory"], meta["image"]
         ptr, capacity = meta["buffer"]
+        minor = meta["abi_minor"]
         if meta["format"] != FORMAT or not (
             (cell is None or isinstance(cell, int))
-            and all(isinstance(v, int) for v in (memory, image, ptr, capacity))
+            and all(isinstance(v, int) for v in (memory, image, ptr, capacity, minor))
         ):
             return None
         data = cache.read_entry(entry)
@@ -214,7 +217,7 @@ def _load(engine: Engine, entry: Path) -> tuple[Loaded, int, int] | None:
         wasmtime.WasmtimeError,
     ):
         return None
-    return Loaded(pre, signature, cell, memory, (ptr, capacity)), memory, image
+    return Loaded(pre, signature, cell, memory, (ptr, capacity), minor), memory, image
 
 
 # --- capturing ----------------------------------------------------------------------
@@ -231,6 +234,7 @@ class Captured:
         memory: bytes of linear memory at the snapshot.
         image: bytes of its data segments.
         buffer: the request buffer kept (address, capacity), or (0, 0).
+        abi_minor: the guest's revision of ABI 1.
     """
 
     wasm: bytes
@@ -239,6 +243,7 @@ class Captured:
     memory: int
     image: int
     buffer: tuple[int, int]
+    abi_minor: int
 
 
 class _Capturing(Isolate):
@@ -314,7 +319,13 @@ def capture(
         image = np.frombuffer(memory, dtype=np.uint8)
         wasm_out, image_bytes = emit(parsed, image, values)
         return Captured(
-            wasm_out, isolate.response, isolate._cell, len(image), image_bytes, isolate._buffer
+            wasm_out,
+            isolate.response,
+            isolate._cell,
+            len(image),
+            image_bytes,
+            isolate._buffer,
+            isolate.abi_minor,
         )
     finally:
         isolate.close()
