@@ -100,7 +100,7 @@ class InferenceSession:
         module: the guest module (a `.wasm` of ABI v1) to run the model in; default the
             bundled tract guest (or `WASMHOST_MODULE`). The registry's runtimes use it.
         isolation: "pooled" (default): isolates are kept and reused from run to run;
-            "per-run": every run gets a fresh isolate, spawned in well under a millisecond
+            "per-run": every run gets a fresh isolate, spawned in about 0.1 ms (median)
             from a snapshot of the loaded model (docs/snapshots.md). The snapshot is
             compiled on first use (10-15 s) and cached on disk.
         snapshot_build: with per-run isolation, whether to build a snapshot that is not
