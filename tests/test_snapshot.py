@@ -16,6 +16,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import msgpack
 import numpy as np
 import pytest
 import wasmtime
-from conftest import ROOT, SQUEEZENET, f32, make_model, reference
+from conftest import ROOT, SQUEEZENET, f32, make_model, reference, wasmhost_cli
 from guests import LOAD_OK, RUN_OK, wat_bytes
 from hypothesis import given
 from hypothesis import strategies as st
@@ -90,6 +91,47 @@ def test_squeezenet_is_bit_identical_in_both_modes_and_every_run_is_a_fresh_isol
     assert per_run.get_inputs() == pooled.get_inputs()
     assert per_run.get_outputs() == pooled.get_outputs()
     assert per_run.get_modelmeta() == pooled.get_modelmeta()
+
+
+def test_runs_from_several_threads_each_get_a_fresh_isolate(squeezenet):
+    per_run, pooled, feeds = squeezenet
+    want = [pooled.run(None, f) for f in feeds]
+    before = per_run.pool.created
+    results: dict[tuple[int, int], list[np.ndarray]] = {}
+
+    def work(thread: int) -> None:
+        for i in range(RUNS):
+            results[thread, i] = per_run.run(None, feeds[(thread + i) % 2])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (thread, i), got in results.items():
+        same_bits(got, want[(thread + i) % 2])
+    assert len(results) == 2 * RUNS
+    assert per_run.pool.created - before == 2 * RUNS
+    assert per_run.pool.peak <= per_run.pool_size
+
+
+def test_the_command_line_runs_per_run_as_pooled(squeezenet, tmp_path):
+    _, _, feeds = squeezenet
+    np.save(tmp_path / "x.npy", feeds[0]["data_0"])
+    out = {}
+    for mode in ("pooled", "per-run"):
+        proc = wasmhost_cli(
+            "run",
+            SQUEEZENET,
+            tmp_path / "x.npy",
+            "--isolation",
+            mode,
+            "-o",
+            tmp_path / f"{mode}.npy",
+        )
+        assert proc.returncode == 0, proc.stderr
+        out[mode] = np.load(tmp_path / f"{mode}.npy")
+    assert out["per-run"].tobytes() == out["pooled"].tobytes()
 
 
 def test_a_snapshot_is_the_loaded_model_memory_and_all(squeezenet):
