@@ -523,6 +523,13 @@ def test_shapes_are_planned_before_the_snapshot_and_key_it(wat_guest):
     for bad, why in (({"y": [2]}, "every input's dims"), ({"x": [-1]}, "non-negative ints")):
         with pytest.raises(wasmhost.InvalidArgument, match=why):
             snapshot.get(b"model", limits, path, shapes=bad)
+    # A session's snapshot_shapes key its snapshot: new shapes, a new one; then cached.
+    for hit in (False, True):
+        session = wasmhost.InferenceSession(
+            b"model", module=path, isolation="per-run", snapshot_shapes={"x": [3]}
+        )
+        assert session.snapshot.cache_hit is hit
+        session.run(None, {"x": np.zeros(2, np.float32)})
 
 
 def test_a_guest_a_snapshot_cannot_capture_is_refused_and_pooled_still_works(wat_guest):

@@ -106,6 +106,10 @@ class InferenceSession:
         snapshot_build: with per-run isolation, whether to build a snapshot that is not
             cached yet (default); if False, the session runs pooled instead (`isolation`
             then says "pooled"; `prepare_snapshot()` builds one for the next session).
+        snapshot_shapes: with per-run isolation, input shapes (name -> dims, every input)
+            to plan before the snapshot is taken. A model with symbolic dims otherwise
+            builds its plan in every run (each run starts from the snapshot): 8 ms against
+            0.2 ms for a small LSTM. Runs at other shapes still work, planned per run.
 
     The keyword arguments win over provider options, which win over `sess_options`.
 
@@ -132,6 +136,7 @@ class InferenceSession:
         module: str | os.PathLike[str] | None = None,
         isolation: str = "pooled",
         snapshot_build: bool = True,
+        snapshot_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         if isolation not in ISOLATION_MODES:
             raise InvalidArgument(
@@ -139,6 +144,7 @@ class InferenceSession:
                 f"got {isolation!r}"
             )
         self.isolation = isolation
+        self._snapshot_shapes = dict(snapshot_shapes) if snapshot_shapes else None
         self._module = Path(module) if module is not None else None
         if isinstance(sess_options, Limits):  # wasmhost's first API: (model, limits)
             sess_options, limits = None, limits or sess_options
@@ -185,7 +191,13 @@ class InferenceSession:
         self._snapshots: dict[tuple[EngineConfig, int], snapshot.Snapshot] = {}
         self._snapshots_lock = threading.Lock()
         if isolation == "per-run" and not snapshot_build:
-            found = snapshot.get(self._model, self.limits, self._module, create=False)
+            found = snapshot.get(
+                self._model,
+                self.limits,
+                self._module,
+                shapes=self._snapshot_shapes,
+                create=False,
+            )
             if found is None:
                 self.isolation = "pooled"
             else:
@@ -233,7 +245,9 @@ class InferenceSession:
         with self._snapshots_lock:
             found = self._snapshots.get(key)
             if found is None:
-                found = snapshot.get(self._model, limits, self._module)
+                found = snapshot.get(
+                    self._model, limits, self._module, shapes=self._snapshot_shapes
+                )
                 assert found is not None  # created when not cached
                 self._snapshots[key] = found
             return found
