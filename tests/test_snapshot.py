@@ -303,28 +303,21 @@ def test_fuel_is_exact_in_spawned_isolates_and_runs_out_as_in_pooled_ones(metere
 
 
 def test_random_operators_draw_as_in_a_freshly_loaded_isolate(metered):
-    """Seeded: the same values every run, in both modes. Unseeded: the guest's generator is
-    seeded from the host's `random_get` at its first use, in the run; a spawned isolate's
-    first run is a freshly loaded isolate's first run (a pooled isolate's generator goes
-    on from run to run)."""
+    """Seeded: the same values every run, in both modes. Unseeded: the guest reseeds its
+    generator from the host's `random_get` at every run, so every run, spawned or pooled,
+    draws what a freshly loaded isolate's first run draws (the host answers zeros): runs
+    are independent, random operators included."""
     per_run, pooled = metered
     first = wasmhost.InferenceSession(_random_model(), limits=METERED).run(None, {"x": X})
     for _ in range(RUNS):
-        got = per_run.run(None, {"x": X})
-        same_bits(got, first)
-        same_bits(pooled.run(None, {"x": X})[:1], first[:1])
+        same_bits(per_run.run(None, {"x": X}), first)
+        same_bits(pooled.run(None, {"x": X}), first)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the guest seeds its thread generator (rand::rng(), 32 bytes of random_get) once, "
-    "while loading, so its state is in the snapshot: unseeded random operators draw the same "
-    "values in every spawned isolate whatever the host's random_get answers. Needs the guest "
-    "to reseed it at each wh_run (docs/snapshots.md)",
-)
 def test_unseeded_random_operators_are_seeded_from_the_host_at_each_spawn(metered, monkeypatch):
     """With a host whose `random_get` answers other bytes each call, each spawned isolate
-    should draw other unseeded values; seeded ones stay put."""
+    draws other unseeded values (the guest reseeds at each run: nothing of the snapshot's
+    generator is left); seeded ones stay put."""
     per_run, _ = metered
     counter = iter(range(1, 1 << 30))
 

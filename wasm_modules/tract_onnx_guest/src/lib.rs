@@ -122,6 +122,11 @@ mod abi {
 
     #[no_mangle]
     pub extern "C" fn wh_run(ptr: *const u8, len: usize) -> i32 {
+        // tract seeds an unseeded random operator from the thread generator, which would
+        // otherwise go on from run to run (and be frozen into a snapshot): reseeded from
+        // the host's random_get, a run draws what the host gives it, never what an
+        // earlier run left.
+        let _ = rand::rng().reseed();
         call(ptr, len, |bytes, guest| {
             let req: RunRequest = wire::decode(bytes, "run")?;
             let loaded = guest
