@@ -171,6 +171,14 @@ class Overloaded(WasmHostError):
     http_status: ClassVar[int] = 429
 
 
+class Unavailable(WasmHostError):
+    """No replica could run the request: the one running it died, or none answered in
+    time (a cluster deployment, `wasmhost serve --ray`). Retry: another replica takes it."""
+
+    exit_code: ClassVar[int] = 19
+    http_status: ClassVar[int] = 503
+
+
 #: Exit code of the CLI for a file that cannot be read or written.
 EXIT_FILE_ERROR = 11
 #: Exit code of the CLI for an error of no class above (a bug: please report it).
@@ -195,6 +203,7 @@ ALL_ERRORS: tuple[type[WasmHostError], ...] = (
     Unauthorized,
     Forbidden,
     Overloaded,
+    Unavailable,
 )
 
 #: Guest ABI error code -> the error it becomes.

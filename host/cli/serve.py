@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -39,6 +40,56 @@ from .registry import _table, open_registry
     help="per-run: each request in a fresh isolate spawned from the model's snapshot "
     "(where it has one); pooled: isolates reused from request to request.",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the models on a Ray cluster's replicas (the ray extra): its head's HOST:PORT, "
+    "`auto` (the default: RAY_ADDRESS or this machine's `ray start`), or `local`.",
+)
+@click.option("--replicas", type=int, default=None, help="[ray] A fixed number of replicas.")
+@click.option("--min-replicas", type=int, default=None, help="[ray] Autoscaling's floor (1).")
+@click.option("--max-replicas", type=int, default=None, help="[ray] Autoscaling's ceiling (4).")
+@click.option(
+    "--target-ongoing-requests",
+    type=float,
+    default=None,
+    help="[ray] Requests per replica autoscaling aims at (2).",
+)
+@click.option(
+    "--max-ongoing-requests", type=int, default=None, help="[ray] Runs at once per replica (4)."
+)
+@click.option(
+    "--max-queued-requests",
+    type=int,
+    default=None,
+    help="[ray] Requests waiting for a replica; more are refused with 429 (64).",
+)
+@click.option(
+    "--replica-cpus", type=float, default=None, help="[ray] CPUs reserved per replica (1)."
+)
+@click.option(
+    "--models-per-replica",
+    type=int,
+    default=None,
+    help="[ray] Model versions each replica keeps loaded (8).",
+)
+@click.option(
+    "--request-timeout",
+    type=float,
+    default=None,
+    help="[ray] Seconds a run may take, replica's queue and load included; then 503 (120).",
+)
+@click.option(
+    "--start-timeout",
+    type=float,
+    default=None,
+    help="[ray] Seconds to wait for the replicas at start (120).",
+)
+@click.option("--ray-app", default=None, help="[ray] The Ray Serve application's name (wasmhost).")
 def serve(
     host: str,
     port: int,
@@ -48,13 +99,26 @@ def serve(
     body_timeout: float,
     log_level: str,
     isolation: str,
+    ray_address: str | None,
+    **ray_options: Any,
 ) -> None:
     """Serve the registry's models: Open Inference Protocol v2 (tritonclient, KServe),
     the management API and /metrics. Stops cleanly on SIGTERM.
 
     The registry is --registry/--blobs (before `serve`), WASMHOST_REGISTRY or WASMHOST_HOME.
     Every route but /v2/health needs a token: `wasmhost token create`.
+
+    With --ray, the models run on a Ray Serve deployment across a cluster, from a
+    registry every node reads (PostgreSQL and S3): docs/scaling.md.
     """
+    given = {k: v for k, v in ray_options.items() if v is not None}
+    if given and ray_address is None:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InvalidArgument(f"{flags} apply only with --ray")
+    scaling = [k for k in ("min_replicas", "max_replicas", "target_ongoing_requests") if k in given]
+    if "replicas" in given and scaling:
+        flags = ", ".join("--" + k.replace("_", "-") for k in scaling)
+        raise InvalidArgument(f"--replicas is a fixed number: {flags} autoscale instead")
     registry = open_registry(
         local_only="serve serves a registry of this host (--registry, WASMHOST_HOME); "
         "--server names a remote service"
@@ -68,6 +132,20 @@ def serve(
             "pip install 'wasmhost[serve]'"
         ) from None
 
+    settings = None
+    if ray_address is not None:
+        try:
+            from ..serve.ray_backend import RaySettings
+        except ImportError as e:  # the ray extra is not installed: say how, in one line
+            raise InvalidArgument(
+                f"wasmhost serve --ray needs the ray extra ({e.name} is missing): "
+                "pip install 'wasmhost[ray]'"
+            ) from None
+        if "ray_app" in given:
+            given["app"] = given.pop("ray_app")
+        settings = RaySettings(address=ray_address, **given)
+        settings.check()
+
     run(
         registry,
         host=host,
@@ -78,6 +156,7 @@ def serve(
         body_timeout=body_timeout,
         log_level=log_level,
         isolation=isolation,
+        ray=settings,
     )
 
 

@@ -25,6 +25,7 @@ from ..errors import InvalidArgument, WasmHostError
 from ..registry.registry import Registry
 from . import dashboard, management, oip
 from .auth import Authenticator
+from .backend import Backend
 from .deployments import Deployments
 from .metrics import Metrics
 from .web import State, caller, error_response, state
@@ -52,6 +53,7 @@ def create_app(
     body_timeout: float = 60.0,
     max_loaded: int = 32,
     isolation: str = "per-run",
+    backend: Backend | None = None,
 ) -> Starlette:
     """The service over `registry`.
 
@@ -66,6 +68,8 @@ def create_app(
         isolation: "per-run" (default): each request in a fresh isolate spawned from the
             model's snapshot, where it has one (docs/snapshots.md); "pooled": isolates
             reused from request to request.
+        backend: where model versions run (default: sessions in this process; a
+            `ray_backend.RayBackend` runs them on a Ray cluster), closed with the app.
     """
     m = Metrics()
     deployments = Deployments(
@@ -74,6 +78,7 @@ def create_app(
         threads=threads or max(4, 2 * (os.cpu_count() or 1)),
         max_loaded=max_loaded,
         isolation=isolation,
+        backend=backend,
     )
     shared = State(
         registry, deployments, m, auth, max_request_size, Authenticator(registry), body_timeout

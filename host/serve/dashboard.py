@@ -179,11 +179,11 @@ async def classify(request: Request) -> Response:
     batch = await blocking(s, images.preprocess, data, how["preprocess"])
     prepared = time.perf_counter()
     deployment = await s.deployments.get(principal, name, version)
-    inputs = deployment.session.get_inputs()
+    inputs = deployment.runner.get_inputs()
     feed = how["preprocess"].get("input") or inputs[0].name
     if feed not in {i.name for i in inputs}:
         raise InvalidModel(f"the preprocess spec feeds {feed!r}, which model {name} has not")
-    names = [o.name for o in deployment.session.get_outputs()]
+    names = [o.name for o in deployment.runner.get_outputs()]
     try:
         results = await s.deployments.infer(deployment, {feed: batch}, names)
     except Exception as e:

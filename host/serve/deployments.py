@@ -2,7 +2,7 @@
 project's concurrency and queue, run on a bounded thread pool off the event loop.
 
 A request beyond a model's `concurrency` waits in its queue; beyond `concurrency + queue`
-it is refused at once (`Overloaded`, 429): never an unbounded backlog. Sessions are loaded
+it is refused at once (`Overloaded`, 429): never an unbounded backlog. Versions are loaded
 on first use (or `load`), and the least recently used are closed past `max_loaded`.
 
 Tenants' models run in a fresh isolate per request (per-run isolation), spawned from the
@@ -10,6 +10,9 @@ snapshot the registry made at upload (docs/snapshots.md). A version without a sn
 this machine (made elsewhere, the `snapshots` setting off, a runtime of its own) runs in
 pooled isolates, saying so in the log; its snapshot is then built in the background, one
 at a time, for the next time it is loaded.
+
+Where a version runs is its backend's (`wasmhost.serve.backend`): a session in this process
+by default, or a Ray Serve replica (`wasmhost.serve.ray_backend`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..registry.records import ModelVersion
 from ..registry.registry import Registry
 from ..runtime.session import InferenceSession
 from .auth import Principal
+from .backend import Backend, Runner, SessionBackend
 from .metrics import Metrics
 from .stats import Window
 
@@ -75,14 +79,14 @@ def reference(name: str, version: str | None) -> str:
 
 @dataclass
 class Deployment:
-    """A loaded model version: its session and its admission counters."""
+    """A loaded model version: its runner and its admission counters."""
 
     key: str
     name: str
     version: str
     project: str
     target: ModelVersion | CatalogEntry
-    session: InferenceSession
+    runner: Runner
     concurrency: int
     queue: int
     slots: asyncio.Semaphore
@@ -103,10 +107,13 @@ class Deployments:
         threads: int,
         max_loaded: int = 32,
         isolation: str = "per-run",
+        backend: Backend | None = None,
     ) -> None:
+        """`backend` runs the versions (default: sessions in this process)."""
         self.registry = registry
         self.isolation = isolation
         self._building = threading.Lock()  # one background snapshot build at a time
+        self.backend = backend or SessionBackend(self._open_session)
         self.metrics = metrics
         self.max_loaded = max_loaded
         self.limiter = anyio.CapacityLimiter(threads)
@@ -117,10 +124,9 @@ class Deployments:
         self._loading: dict[str, asyncio.Future[Deployment]] = {}
         metrics.watch(self._pools)
 
-    def _pools(self) -> Iterator[tuple[str, int, int, int]]:
+    def _pools(self) -> Iterator[tuple[str, tuple[int, int] | None, int]]:
         for d in list(self._loaded.values()):
-            stats = d.session.pool
-            yield f"{d.name}:{d.version}", stats.live, stats.idle, d.waiting_or_running
+            yield f"{d.name}:{d.version}", d.runner.isolates(), d.waiting_or_running
 
     async def resolve(
         self, principal: Principal, name: str, version: str | None
@@ -197,44 +203,45 @@ class Deployments:
             limits = (await self._thread(self.registry.project, project)).limits
         concurrency = int(limits.get("concurrency", DEFAULT_CONCURRENCY))
         queue = int(limits.get("queue", DEFAULT_QUEUE))
-
-        def open_session() -> InferenceSession:
-            source = self.registry.source(target.id)
-            per_run = (
-                self.isolation == "per-run"
-                and source.module is None  # snapshots are made for the bundled runtime
-                and self.registry.get_setting("snapshots")
-            )
-            session = InferenceSession(
-                source.model,
-                limits=source.limits,
-                module=source.module,
-                pool_size=concurrency,
-                isolation="per-run" if per_run else "pooled",
-                snapshot_build=False,
-            )
-            if per_run and session.isolation == "pooled":
-                log.info(
-                    "%s: no snapshot on this machine yet: pooled isolates until it is loaded "
-                    "again after its snapshot is built",
-                    source.reference,
-                )
-                self._build_snapshot(source.reference, session)
-            return session
-
-        session = await self._thread(open_session)
+        runner = await self.backend.open(target, concurrency, self._thread)
         return Deployment(
             target.id,
             name,
             version,
             project,
             target,
-            session,
-            concurrency,
+            runner,
+            runner.slots,
             queue,
-            asyncio.Semaphore(concurrency),
-            session.isolation,
+            asyncio.Semaphore(runner.slots),
+            runner.isolation,
         )
+
+    def _open_session(
+        self, target: ModelVersion | CatalogEntry, concurrency: int
+    ) -> InferenceSession:
+        source = self.registry.source(target.id)
+        per_run = (
+            self.isolation == "per-run"
+            and source.module is None  # snapshots are made for the bundled runtime
+            and self.registry.get_setting("snapshots")
+        )
+        session = InferenceSession(
+            source.model,
+            limits=source.limits,
+            module=source.module,
+            pool_size=concurrency,
+            isolation="per-run" if per_run else "pooled",
+            snapshot_build=False,
+        )
+        if per_run and session.isolation == "pooled":
+            log.info(
+                "%s: no snapshot on this machine yet: pooled isolates until it is loaded "
+                "again after its snapshot is built",
+                source.reference,
+            )
+            self._build_snapshot(source.reference, session)
+        return session
 
     def _build_snapshot(self, reference: str, session: InferenceSession) -> None:
         """Builds the session's snapshot in a thread of its own, unless one is being built
@@ -262,7 +269,7 @@ class Deployments:
         # In-flight runs hold their isolates; close() waits for none, so wait for them.
         while deployment.waiting_or_running:
             await asyncio.sleep(0.01)
-        await self._thread(deployment.session.close)
+        await deployment.runner.close()
 
     async def unload(self, principal: Principal, name: str) -> bool:
         """Closes every loaded version of that model; True if one was loaded."""
@@ -291,7 +298,7 @@ class Deployments:
 
         Raises:
             Overloaded: the model's queue is full.
-            What `InferenceSession.run` raises.
+            What the runner raises (`Runner.run`).
         """
         label = deployment.name
         if deployment.waiting_or_running >= deployment.concurrency + deployment.queue:
@@ -306,15 +313,9 @@ class Deployments:
             async with deployment.slots:
                 self.metrics.queue_seconds.labels(label).observe(time.perf_counter() - queued)
                 started = time.perf_counter()
-                session = deployment.session
-
-                def run() -> tuple[list[Any], Any]:
-                    # The stats are the calling thread's: read them in the same thread.
-                    return session.run(outputs, feeds), session.last_run_stats
-
                 outcome = "error:other"
                 try:
-                    result, stats = await self._thread(run)
+                    result, stats = await deployment.runner.run(outputs, feeds)
                     outcome = "ok"
                 except WasmHostError as e:
                     outcome = e.outcome
@@ -341,3 +342,4 @@ class Deployments:
         while self._loaded:
             _, deployment = self._loaded.popitem()
             await self._close_when_idle(deployment)
+        await self.backend.close()

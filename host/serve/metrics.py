@@ -70,8 +70,9 @@ class Metrics:
             registry=r,
         )
 
-    def watch(self, pools: Callable[[], Iterator[tuple[str, int, int, int]]]) -> None:
-        """Reports `pools()` — (model, live, idle, in flight) per loaded model — at scrape."""
+    def watch(self, pools: Callable[[], Iterator[tuple[str, tuple[int, int] | None, int]]]) -> None:
+        """Reports `pools()` — (model, (live, idle) isolates or None when they are held in
+        remote replicas, in flight) per loaded model — at scrape."""
         self.registry.register(_PoolCollector(pools))
 
     def render(self) -> bytes:
@@ -79,7 +80,9 @@ class Metrics:
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pools: Callable[[], Iterator[tuple[str, int, int, int]]]) -> None:
+    def __init__(
+        self, pools: Callable[[], Iterator[tuple[str, tuple[int, int] | None, int]]]
+    ) -> None:
         self._pools = pools
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -91,10 +94,11 @@ class _PoolCollector(Collector):
             "wasmhost_in_flight", "Inferences running or queued, per model.", labels=["model"]
         )
         count = 0
-        for model, n_live, n_idle, n_flight in self._pools():
+        for model, isolates, n_flight in self._pools():
             count += 1
-            live.add_metric([model, "live"], n_live)
-            live.add_metric([model, "idle"], n_idle)
+            if isolates is not None:
+                live.add_metric([model, "live"], isolates[0])
+                live.add_metric([model, "idle"], isolates[1])
             flight.add_metric([model], n_flight)
         loaded.add_metric([], count)
         yield loaded

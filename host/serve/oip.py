@@ -115,12 +115,12 @@ async def infer(request: Request) -> Response:
     principal.require("run", deployment.project)
     data = await body(request, s.max_request_size)
     decoded = tensors.decode(data, request.headers.get("inference-header-content-length"))
-    known = set([o.name for o in deployment.session.get_outputs()])
+    known = set([o.name for o in deployment.runner.get_outputs()])
     if decoded.outputs is not None:
         unknown = [n for n in decoded.outputs if n not in known]
         if unknown:
             raise InvalidInput(f"model {name} has no output {', '.join(map(repr, unknown))}")
-    names = decoded.outputs or [o.name for o in deployment.session.get_outputs()]
+    names = decoded.outputs or [o.name for o in deployment.runner.get_outputs()]
     try:
         results = await s.deployments.infer(deployment, decoded.inputs, names)
     except Exception as e:

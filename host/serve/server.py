@@ -1,5 +1,6 @@
 """`wasmhost serve`: the app on uvicorn, stopped cleanly by SIGTERM or SIGINT (in-flight
-requests finish, then every isolate is closed)."""
+requests finish, then every isolate is closed; with `ray`, the Ray Serve app this server
+deployed is deleted)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import ipaddress
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 import uvicorn
+from starlette.applications import Starlette
 
 from ..errors import InvalidArgument
 from ..registry.registry import Registry
 from .app import create_app
+
+if TYPE_CHECKING:
+    from .ray_backend import RaySettings
 
 
 def is_loopback(host: str) -> bool:
@@ -35,23 +41,40 @@ def serve(
     body_timeout: float = 60.0,
     log_level: str = "info",
     isolation: str = "per-run",
+    ray: RaySettings | None = None,
 ) -> None:
-    """Serves until SIGTERM/SIGINT.
+    """Serves until SIGTERM/SIGINT; with `ray`, models run on that Ray cluster's replicas.
 
     Raises:
-        InvalidArgument: `auth=False` on an address that is not loopback.
+        InvalidArgument: `auth=False` on an address that is not loopback; bad `ray`
+            settings, or a registry the cluster's nodes cannot read.
+        Unavailable: no Ray cluster at `ray.address`, or its replicas did not start.
     """
     if not auth and not is_loopback(host):
         raise InvalidArgument(f"--no-auth serves only on loopback (127.0.0.1), not on {host}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(
-        registry,
-        auth=auth,
-        threads=threads,
-        max_request_size=max_request_size,
-        body_timeout=body_timeout,
-        isolation=isolation,
-    )
+    backend = None
+    if ray is not None:
+        from .ray_backend import RayBackend
+
+        backend = RayBackend.connect(registry, ray)
+    try:
+        app = create_app(
+            registry,
+            auth=auth,
+            threads=threads,
+            max_request_size=max_request_size,
+            body_timeout=body_timeout,
+            isolation=isolation,
+            backend=backend,
+        )
+        _run(app, host, port, log_level)
+    finally:
+        if backend is not None:  # also when uvicorn never started (a port in use)
+            backend.shutdown()
+
+
+def _run(app: Starlette, host: str, port: int, log_level: str) -> None:
     config = uvicorn.Config(
         app,
         host=host,

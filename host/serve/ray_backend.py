@@ -1,0 +1,299 @@
+"""`wasmhost serve --ray`: model versions run by a Ray Serve deployment across a cluster.
+
+The front (this process: routes, tokens, admission, metrics) stays as in `wasmhost serve`;
+only the run of a model version goes to a replica of `ray_replica.deployment`, through a
+Serve handle with the version's id as the multiplexed model id. The replicas read the
+same registry as the front, which must therefore be one every node reaches: PostgreSQL
+and S3.
+
+Backpressure: each replica takes at most `max_ongoing_requests` at once; the front's
+handle queues at most `max_queued_requests` more, then refuses (`Overloaded`, 429); a
+version's own admission (its project's `concurrency` per replica, times the most
+replicas, plus its `queue`) is the front's, as in `wasmhost serve`. A replica that dies
+during a run, or no answer within `request_timeout`, is `Unavailable` (503): the next
+request goes to a live replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+import ray.exceptions
+from ray import serve
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from ..errors import InvalidArgument, Overloaded, Unavailable, WasmHostError
+from ..registry.catalog import CatalogEntry
+from ..registry.records import ModelVersion
+from ..registry.registry import Registry
+from ..runtime.isolate import RunStats
+from ..runtime.session import NodeArg
+from . import ray_replica
+from .backend import Offload
+
+log = logging.getLogger("wasmhost.serve.ray")
+
+#: `address` that starts a private one-node Ray instance in this process (to try it out).
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """How the deployment is run (the `wasmhost serve --ray` options).
+
+    Attributes:
+        address: the cluster (`HOST:PORT` of its head, `auto` for the one `ray start`
+            made on this machine or RAY_ADDRESS, or `local` for a private one-node Ray).
+        app: the Serve application's name; this front deploys it and deletes it when it
+            stops.
+        replicas: a fixed number of replicas, or None to autoscale between
+            `min_replicas` and `max_replicas`, aiming at `target_ongoing_requests` each.
+        max_ongoing_requests: runs at once per replica.
+        max_queued_requests: requests this front's handle may queue for a replica.
+        replica_cpus: the CPUs Ray reserves for each replica.
+        models_per_replica: versions each replica keeps loaded (least recently used out).
+        request_timeout: seconds a run may take from the front, the replica's load and
+            queue included; past it the request is `Unavailable`.
+        start_timeout: seconds to wait for the deployment's replicas at start.
+    """
+
+    address: str = "auto"
+    app: str = "wasmhost"
+    replicas: int | None = None
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 2.0
+    max_ongoing_requests: int = 4
+    max_queued_requests: int = 64
+    replica_cpus: float = 1.0
+    models_per_replica: int = 8
+    request_timeout: float = 120.0
+    start_timeout: float = 120.0
+
+    def check(self) -> None:
+        """Raises InvalidArgument for settings that cannot be deployed."""
+        if self.replicas is not None and self.replicas < 1:
+            raise InvalidArgument(f"--replicas must be at least 1, not {self.replicas}")
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise InvalidArgument(
+                "--min-replicas and --max-replicas need 0 <= min <= max and max >= 1, "
+                f"not {self.min_replicas} and {self.max_replicas}"
+            )
+        for name, value in [
+            ("--target-ongoing-requests", self.target_ongoing_requests),
+            ("--max-ongoing-requests", self.max_ongoing_requests),
+            ("--max-queued-requests", self.max_queued_requests),
+            ("--models-per-replica", self.models_per_replica),
+            ("--request-timeout", self.request_timeout),
+            ("--start-timeout", self.start_timeout),
+        ]:
+            if value <= 0:
+                raise InvalidArgument(f"{name} must be positive, not {value}")
+        if self.replica_cpus < 0:
+            raise InvalidArgument(f"--replica-cpus must be 0 or more, not {self.replica_cpus}")
+
+    @property
+    def most_replicas(self) -> int:
+        return self.replicas if self.replicas is not None else self.max_replicas
+
+    def options(self) -> dict[str, Any]:
+        """`serve.deployment` options."""
+        options: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "ray_actor_options": {"num_cpus": self.replica_cpus},
+        }
+        if self.replicas is not None:
+            options["num_replicas"] = self.replicas
+        else:
+            options["autoscaling_config"] = {
+                "min_replicas": self.min_replicas,
+                "initial_replicas": max(self.min_replicas, 1),
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+            }
+        return options
+
+
+def shared_registry(registry: Registry, address: str) -> tuple[str, str]:
+    """The (database URL, blob store URL) replicas open.
+
+    Raises:
+        InvalidArgument: a registry on this machine's disk (SQLite, a blob directory),
+            which other nodes cannot read, for a cluster other than `local`.
+    """
+    database = registry.db.engine.url.render_as_string(hide_password=False)
+    blobs = registry.blobs.url
+    if address != LOCAL and (database.startswith("sqlite") or "://" not in blobs):
+        raise InvalidArgument(
+            "serve --ray needs a registry every node reads: --registry postgresql://... "
+            "--blobs s3://BUCKET/PREFIX (a registry on this machine's disk works only "
+            "with --ray local)"
+        )
+    return database, blobs
+
+
+class RayRunner:
+    """A version run by the deployment's replicas."""
+
+    def __init__(
+        self,
+        backend: RayBackend,
+        version_id: str,
+        signature: tuple[list[NodeArg], list[NodeArg], int],
+    ) -> None:
+        self._backend = backend
+        self._handle = backend.handle.options(multiplexed_model_id=version_id)
+        self._inputs, self._outputs, per_replica = signature
+        self.slots = per_replica * backend.settings.most_replicas
+        self.isolation = "pooled"  # the replicas' sessions (no snapshots there yet)
+
+    def get_inputs(self) -> list[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        return list(self._outputs)
+
+    async def run(
+        self, outputs: Sequence[str], feeds: dict[str, np.ndarray]
+    ) -> tuple[list[Any], RunStats | None]:
+        return await self._backend.call(self._handle.run, list(outputs), feeds)
+
+    def isolates(self) -> None:
+        return None  # in the replicas
+
+    async def close(self) -> None:
+        return None  # the replicas' LRU closes it when other versions need room
+
+
+class RayBackend:
+    """The deployment, deployed on a Ray cluster by this process (`connect`)."""
+
+    def __init__(self, settings: RaySettings, handle: DeploymentHandle) -> None:
+        self.settings = settings
+        self.handle = handle
+
+    @classmethod
+    def connect(cls, registry: Registry, settings: RaySettings) -> RayBackend:
+        """Joins the cluster at `settings.address` and deploys the replicas; returns when
+        they are up.
+
+        Raises:
+            InvalidArgument: bad settings, or a registry other nodes cannot read.
+            Unavailable: no cluster at that address, or the replicas did not start
+                within `start_timeout` (the cluster lacks the CPUs, say).
+        """
+        settings.check()
+        database, blobs = shared_registry(registry, settings.address)
+        try:
+            if settings.address == LOCAL:
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=settings.address, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as e:
+            raise Unavailable(
+                f"no Ray cluster at {settings.address}: {' '.join(str(e).split())[:300]}"
+            ) from None
+        try:
+            # The front is the ingress: Ray's own HTTP proxies are not started.
+            serve.start(proxy_location="Disabled")
+            app = ray_replica.deployment(settings.models_per_replica, **settings.options())
+            return cls(settings, _deploy(app.bind(database, blobs), settings))
+        except BaseException:
+            shutdown(settings.app)
+            raise
+
+    async def open(
+        self, target: ModelVersion | CatalogEntry, concurrency: int, offload: Offload
+    ) -> RayRunner:
+        """Loads `target` on a replica (the version's first run would) and reads its
+        signature there. Raises what the replica's load raises, and `Unavailable`."""
+        handle = self.handle.options(multiplexed_model_id=target.id)
+        signature = await self.call(handle.describe)
+        return RayRunner(self, target.id, signature)
+
+    async def call(self, method: Any, *args: Any) -> Any:
+        """`method.remote(*args)`, awaited under the request timeout, with Ray's failures
+        as wasmhost's errors."""
+        response = method.remote(*args)
+        timeout = self.settings.request_timeout
+        try:
+            return await asyncio.wait_for(_awaited(response), timeout)
+        except TimeoutError:
+            response.cancel()
+            raise Unavailable(f"no replica answered within {timeout:g} s") from None
+        except BackPressureError:
+            raise Overloaded(
+                f"every replica is busy and {self.settings.max_queued_requests} requests are "
+                "queued for them; retry later"
+            ) from None
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, WasmHostError):
+                raise e.cause from None
+            raise
+        except (
+            ray.exceptions.RayActorError,  # the replica died (its process, its node)
+            ray.exceptions.ActorUnavailableError,
+            ray.exceptions.TaskCancelledError,
+            ray.exceptions.ObjectLostError,
+            DeploymentUnavailableError,
+        ) as e:
+            log.warning("replica failed: %s", " ".join(str(e).split())[:500])
+            raise Unavailable(
+                f"the replica running the request failed ({type(e).__name__}); retry: "
+                "another replica takes it"
+            ) from None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.shutdown)
+
+    def shutdown(self) -> None:
+        """Deletes the app this front deployed and leaves the cluster (which stays up)."""
+        shutdown(self.settings.app)
+
+
+async def _awaited(response: Any) -> Any:
+    return await response
+
+
+def _deploy(app: Any, settings: RaySettings) -> DeploymentHandle:
+    """`serve.run`, bounded: it waits without end for replicas the cluster cannot place."""
+    done: dict[str, Any] = {}
+
+    def deploy() -> None:
+        try:
+            done["handle"] = serve.run(app, name=settings.app, route_prefix=None)
+        except BaseException as e:
+            done["error"] = e
+
+    thread = threading.Thread(target=deploy, name="wasmhost-ray-deploy", daemon=True)
+    thread.start()
+    thread.join(settings.start_timeout)
+    if "handle" in done:
+        return done["handle"]
+    if "error" in done:
+        message = " ".join(str(done["error"]).split())[:500]
+        raise Unavailable(f"the Ray Serve app {settings.app} failed to deploy: {message}")
+    raise Unavailable(
+        f"the Ray Serve app {settings.app} was not running within {settings.start_timeout:g} s: "
+        f"has the cluster {settings.replica_cpus:g} CPUs free for each replica?"
+    )
+
+
+def shutdown(app: str) -> None:
+    """Deletes the app this front deployed and leaves the cluster (which stays up)."""
+    try:
+        if ray.is_initialized():
+            serve.delete(app)
+    except Exception as e:  # the cluster may be gone already: nothing left to delete
+        log.warning("could not delete the Ray Serve app %s: %s", app, e)
+    finally:
+        ray.shutdown()
