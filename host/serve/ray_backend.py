@@ -227,6 +227,11 @@ class RayBackend:
         timeout = self.settings.request_timeout
         try:
             return await asyncio.wait_for(_awaited(response), timeout)
+        except ray.exceptions.RayTaskError as e:
+            # First: the cause may be a TimeoutError too (TimeoutExceeded, the run's own).
+            if isinstance(e.cause, WasmHostError):
+                raise e.cause from None
+            raise
         except TimeoutError:
             response.cancel()
             raise Unavailable(f"no replica answered within {timeout:g} s") from None
@@ -235,10 +240,6 @@ class RayBackend:
                 f"every replica is busy and {self.settings.max_queued_requests} requests are "
                 "queued for them; retry later"
             ) from None
-        except ray.exceptions.RayTaskError as e:
-            if isinstance(e.cause, WasmHostError):
-                raise e.cause from None
-            raise
         except (
             ray.exceptions.RayActorError,  # the replica died (its process, its node)
             ray.exceptions.ActorUnavailableError,
