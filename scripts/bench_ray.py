@@ -1,0 +1,240 @@
+"""`wasmhost serve --ray` on a two-node Ray cluster on loopback against one `wasmhost serve`:
+throughput and p50/p99 at 1, 2 and 4 replicas, and what the Ray hop costs per request.
+
+    python scripts/bench_ray.py [--seconds 3] [--clients 1,8] [--replicas 1,2,4]
+
+It runs in a network namespace of its own (it re-executes itself under `unshare -n`, as
+root or where user namespaces allow it): Ray advertises the machine's routable address
+rather than 127.0.0.1, and none of its traffic may leave the machine. Inside, PostgreSQL
+and moto's S3 (tests/servers.py) hold the registry; a head node and a worker node
+(`ray start`, `--node-cpus` logical CPUs each) run the replicas; the front is restarted
+for each replica count. Clients are threads with keep-alive connections sending OIP v2
+binary requests (scripts/bench_serve.py's). Everything shares this machine's cores: the
+figures are ratios measured in one run, not a capacity claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # servers.py: PostgreSQL and moto, on 127.0.0.1
+
+import numpy as np  # noqa: E402
+from bench_serve import LIGHT, body, drive, pct, tiny  # noqa: E402
+from servers import free_port, make_bucket, start_moto, start_postgres  # noqa: E402
+
+from wasmhost import Registry  # noqa: E402
+
+
+def in_namespace() -> None:
+    """Re-executes this script in a network namespace of its own, loopback up."""
+    command = " ".join([sys.executable, *map(_quote, sys.argv), "--in-namespace"])
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", f"ip link set lo up && {command}"], env=env)
+    raise SystemExit(proc.returncode)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def ray_command() -> list[str]:
+    script = Path(sys.executable).with_name("ray")
+    return [str(script)] if script.exists() else [shutil.which("ray") or "ray"]
+
+
+def wait(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited ({process.returncode})")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/v2/health/live")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the server did not start in {timeout:g} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure(port: int, models, args) -> list[tuple[str, int, float, list[float]]]:
+    rows = []
+    for name, (_, feeds) in models.items():
+        payload, headers = body(feeds)
+        path = f"/v2/models/bench.{name}/infer"
+
+        def http_call(payload=payload, headers=headers, path=path):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+            def call() -> None:
+                conn.request("POST", path, payload, headers)
+                response = conn.getresponse()
+                data = response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{response.status}: {data[:200]!r}")
+
+            return call
+
+        drive(4, 2.0, 400, http_call)  # warm-up: every replica loads the model
+        for clients in args.clients:
+            rate, latencies = drive(clients, args.seconds, args.max_requests, http_call)
+            rows.append((name, clients, rate, latencies))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--clients", default="1,8")
+    parser.add_argument("--replicas", default="1,2,4")
+    parser.add_argument("--node-cpus", type=int, default=2, help="logical CPUs per Ray node")
+    parser.add_argument("--in-namespace", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.in_namespace:
+        in_namespace()
+    args.clients = [int(c) for c in args.clients.split(",")]
+    replica_counts = [int(r) for r in args.replicas.split(",")]
+    rng = np.random.default_rng(0)
+    models = {
+        "tiny": (tiny(), {n: rng.standard_normal((1, 4), dtype=np.float32) for n in "ab"}),
+        "squeezenet": (
+            (LIGHT / "light_squeezenet.onnx").read_bytes(),
+            {"data_0": rng.standard_normal((1, 3, 224, 224), dtype=np.float32)},
+        ),
+    }
+    temp = Path(tempfile.mkdtemp(prefix="whbench-", dir="/tmp"))
+    postgres = start_postgres()
+    moto = start_moto()
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "AWS_ENDPOINT_URL": moto.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    nodes: list[subprocess.Popen] = []
+    results: dict[str, list] = {}
+    try:
+        database = postgres.url
+        blobs = f"s3://{make_bucket(moto.endpoint, 'bench')}/models"
+        with Registry(database, blobs=blobs) as registry:
+            registry.create_project("bench", limits={"concurrency": 2, "queue": 256})
+            for name, (data, _) in models.items():
+                registry.upload("bench", name, data)
+        registry_args = ["--registry", database, "--blobs", blobs]
+        quiet = ["--no-auth", "--log-level", "warning"]
+
+        port = free_port()
+        single = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wasmhost.cli",
+                *registry_args,
+                "serve",
+                "--port",
+                str(port),
+                *quiet,
+            ],
+            env=env,
+        )
+        try:
+            wait(port, single)
+            results["wasmhost serve"] = measure(port, models, args)
+        finally:
+            stop(single)
+
+        head_port = free_port()
+        common = ["start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={args.node_cpus}"]
+        common.append("--object-store-memory=80000000")
+        log = (temp / "ray.log").open("ab")
+        head = [*common, "--head", f"--port={head_port}", "--include-dashboard=false"]
+        head += ["--disable-usage-stats", f"--temp-dir={temp}"]
+        nodes.append(subprocess.Popen([*ray_command(), *head], env=env, stdout=log, stderr=log))
+        status = [*ray_command(), "status", f"--address=127.0.0.1:{head_port}"]
+        deadline = time.monotonic() + 60
+        while subprocess.run(status, env=env, capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the head node did not start: {temp / 'ray.log'}")
+            time.sleep(1)
+        worker = [*common, f"--address=127.0.0.1:{head_port}"]
+        nodes.append(subprocess.Popen([*ray_command(), *worker], env=env, stdout=log, stderr=log))
+        time.sleep(5)
+        for count in replica_counts:
+            port = free_port()
+            front = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "wasmhost.cli", *registry_args, "serve"),
+                    *("--port", str(port), *quiet, "--ray", f"127.0.0.1:{head_port}"),
+                    *("--replicas", str(count), "--replica-cpus", "0.5"),
+                ],
+                env=env,
+            )
+            try:
+                wait(port, front)
+                results[f"serve --ray, {count} replica{'s' if count > 1 else ''}"] = measure(
+                    port, models, args
+                )
+            finally:
+                stop(front)
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run([*ray_command(), "stop", "--force"], env=env, timeout=60)
+        for node in nodes:
+            with contextlib.suppress(Exception):
+                node.kill()
+        moto.stop()
+        postgres.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+    report(results)
+
+
+def report(results: dict[str, list]) -> None:
+    print("| server | model | clients | req/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for server, rows in results.items():
+        for name, clients, rate, latencies in rows:
+            print(
+                f"| {server} | {name} | {clients} | {rate:.0f} | {pct(latencies, 0.5):.2f} "
+                f"| {pct(latencies, 0.99):.2f} |"
+            )
+    base = {(n, c): pct(lat, 0.5) for n, c, _, lat in results["wasmhost serve"]}
+    for server, rows in results.items():
+        if server == "wasmhost serve":
+            continue
+        for name, clients, _, latencies in rows:
+            if clients == 1:
+                hop = pct(latencies, 0.5) - base[(name, 1)]
+                print(f"Ray hop, {server}, {name}, 1 client: +{hop:.2f} ms at p50")
+    print(f"({os.cpu_count()} CPUs; load {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
+
+
+if __name__ == "__main__":
+    main()
