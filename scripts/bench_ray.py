@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import logging
 import os
 import shutil
 import signal
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--replicas", default="1,2,4")
+    parser.add_argument("--rounds", type=int, default=2, help="each server measured this often")
     parser.add_argument("--node-cpus", type=int, default=2, help="logical CPUs per Ray node")
     parser.add_argument("--in-namespace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,6 +129,7 @@ def main() -> None:
             {"data_0": rng.standard_normal((1, 3, 224, 224), dtype=np.float32)},
         ),
     }
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     temp = Path(tempfile.mkdtemp(prefix="whbench-", dir="/tmp"))
     postgres = start_postgres()
     moto = start_moto()
@@ -151,26 +154,6 @@ def main() -> None:
         registry_args = ["--registry", database, "--blobs", blobs]
         quiet = ["--no-auth", "--log-level", "warning"]
 
-        port = free_port()
-        single = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wasmhost.cli",
-                *registry_args,
-                "serve",
-                "--port",
-                str(port),
-                *quiet,
-            ],
-            env=env,
-        )
-        try:
-            wait(port, single)
-            results["wasmhost serve"] = measure(port, models, args)
-        finally:
-            stop(single)
-
         head_port = free_port()
         common = ["start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={args.node_cpus}"]
         common.append("--object-store-memory=80000000")
@@ -187,26 +170,28 @@ def main() -> None:
         worker = [*common, f"--address=127.0.0.1:{head_port}"]
         nodes.append(subprocess.Popen([*ray_command(), *worker], env=env, stdout=log, stderr=log))
         time.sleep(5)
+
+        servers = {"wasmhost serve": []}
         for count in replica_counts:
-            port = free_port()
-            front = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "wasmhost.cli", *registry_args, "serve"),
-                    *("--port", str(port), *quiet, "--ray", f"127.0.0.1:{head_port}"),
-                    *("--replicas", str(count), "--replica-cpus", "0.5"),
-                ],
-                env=env,
-            )
-            try:
-                wait(port, front)
-                results[f"serve --ray, {count} replica{'s' if count > 1 else ''}"] = measure(
-                    port, models, args
-                )
-            finally:
-                stop(front)
+            name = f"serve --ray, {count} replica{'s' if count > 1 else ''}"
+            servers[name] = ["--ray", f"127.0.0.1:{head_port}", "--replicas", str(count)]
+            servers[name] += ["--replica-cpus", "0.5"]
+        # Rounds interleave the servers, so that the machine's other load falls on each alike.
+        for _ in range(args.rounds):
+            for name, extra in servers.items():
+                port = free_port()
+                command = [sys.executable, "-m", "wasmhost.cli", *registry_args, "serve"]
+                process = subprocess.Popen([*command, "--port", str(port), *quiet, *extra], env=env)
+                try:
+                    wait(port, process)
+                    results.setdefault(name, []).extend(measure(port, models, args))
+                finally:
+                    stop(process)
     finally:
         with contextlib.suppress(Exception):
-            subprocess.run([*ray_command(), "stop", "--force"], env=env, timeout=60)
+            subprocess.run(
+                [*ray_command(), "stop", "--force"], env=env, capture_output=True, timeout=60
+            )
         for node in nodes:
             with contextlib.suppress(Exception):
                 node.kill()
@@ -217,22 +202,24 @@ def main() -> None:
 
 
 def report(results: dict[str, list]) -> None:
-    print("| server | model | clients | req/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    """One row per server, model and clients: the rounds' mean rate, their pooled latencies."""
+    merged: dict[tuple[str, str, int], tuple[list[float], list[float]]] = {}
     for server, rows in results.items():
         for name, clients, rate, latencies in rows:
-            print(
-                f"| {server} | {name} | {clients} | {rate:.0f} | {pct(latencies, 0.5):.2f} "
-                f"| {pct(latencies, 0.99):.2f} |"
-            )
-    base = {(n, c): pct(lat, 0.5) for n, c, _, lat in results["wasmhost serve"]}
-    for server, rows in results.items():
-        if server == "wasmhost serve":
-            continue
-        for name, clients, _, latencies in rows:
-            if clients == 1:
-                hop = pct(latencies, 0.5) - base[(name, 1)]
-                print(f"Ray hop, {server}, {name}, 1 client: +{hop:.2f} ms at p50")
+            rates, pooled = merged.setdefault((server, name, clients), ([], []))
+            rates.append(rate)
+            pooled.extend(latencies)
+    print("| server | model | clients | req/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for (server, name, clients), (rates, pooled) in merged.items():
+        print(
+            f"| {server} | {name} | {clients} | {sum(rates) / len(rates):.0f} "
+            f"| {pct(pooled, 0.5):.2f} | {pct(pooled, 0.99):.2f} |"
+        )
+    for (server, name, clients), (_, pooled) in merged.items():
+        if server != "wasmhost serve" and clients == 1:
+            hop = pct(pooled, 0.5) - pct(merged[("wasmhost serve", name, 1)][1], 0.5)
+            print(f"{server}, {name}, 1 client: p50 {hop:+.2f} ms against wasmhost serve")
     print(f"({os.cpu_count()} CPUs; load {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
 
 
