@@ -82,7 +82,15 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def measure(port: int, models, args) -> list[tuple[str, int, float, list[float]]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port: int, pid: int, models, args) -> list[tuple[str, int, float, list[float], float]]:
+    """(model, clients, requests/s, latencies, the server process's CPU seconds per
+    request) for each model and number of clients."""
     rows = []
     for name, (_, feeds) in models.items():
         payload, headers = body(feeds)
@@ -102,8 +110,9 @@ def measure(port: int, models, args) -> list[tuple[str, int, float, list[float]]
 
         drive(4, 2.0, 400, http_call)  # warm-up: every replica loads the model
         for clients in args.clients:
+            cpu = cpu_seconds(pid)
             rate, latencies = drive(clients, args.seconds, args.max_requests, http_call)
-            rows.append((name, clients, rate, latencies))
+            rows.append((name, clients, rate, latencies, (cpu_seconds(pid) - cpu) / len(latencies)))
     return rows
 
 
@@ -184,7 +193,7 @@ def main() -> None:
                 process = subprocess.Popen([*command, "--port", str(port), *quiet, *extra], env=env)
                 try:
                     wait(port, process)
-                    results.setdefault(name, []).extend(measure(port, models, args))
+                    results.setdefault(name, []).extend(measure(port, process.pid, models, args))
                 finally:
                     stop(process)
     finally:
@@ -202,21 +211,24 @@ def main() -> None:
 
 
 def report(results: dict[str, list]) -> None:
-    """One row per server, model and clients: the rounds' mean rate, their pooled latencies."""
-    merged: dict[tuple[str, str, int], tuple[list[float], list[float]]] = {}
+    """One row per server, model and clients: the rounds' mean rate and CPU per request,
+    their pooled latencies."""
+    merged: dict[tuple[str, str, int], tuple[list[float], list[float], list[float]]] = {}
     for server, rows in results.items():
-        for name, clients, rate, latencies in rows:
-            rates, pooled = merged.setdefault((server, name, clients), ([], []))
+        for name, clients, rate, latencies, cpu in rows:
+            rates, pooled, cpus = merged.setdefault((server, name, clients), ([], [], []))
             rates.append(rate)
             pooled.extend(latencies)
-    print("| server | model | clients | req/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
-    for (server, name, clients), (rates, pooled) in merged.items():
+            cpus.append(cpu)
+    print("| server | model | clients | req/s | p50 ms | p99 ms | server process CPU ms/req |")
+    print("|---|---|---|---|---|---|---|")
+    for (server, name, clients), (rates, pooled, cpus) in merged.items():
         print(
             f"| {server} | {name} | {clients} | {sum(rates) / len(rates):.0f} "
-            f"| {pct(pooled, 0.5):.2f} | {pct(pooled, 0.99):.2f} |"
+            f"| {pct(pooled, 0.5):.2f} | {pct(pooled, 0.99):.2f} "
+            f"| {sum(cpus) / len(cpus) * 1e3:.2f} |"
         )
-    for (server, name, clients), (_, pooled) in merged.items():
+    for (server, name, clients), (_, pooled, _) in merged.items():
         if server != "wasmhost serve" and clients == 1:
             hop = pct(pooled, 0.5) - pct(merged[("wasmhost serve", name, 1)][1], 0.5)
             print(f"{server}, {name}, 1 client: p50 {hop:+.2f} ms against wasmhost serve")

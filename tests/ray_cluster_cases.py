@@ -465,7 +465,11 @@ def test_a_lost_worker_node_and_a_new_one(cluster, front, handle, rng):
         assert_outputs_equal(got, reference(front.models[ADD], feeds))
         outcomes["200"] += 1
         streak += 1
-    assert set(replicas(handle, calls=10).values()) == head_node
+    wait_for(
+        "only the head node's replica answering",
+        lambda: set(replicas(handle, calls=10).values()) == head_node,
+        60,
+    )
     # A new node joins: the replica that could not be placed is placed there.
     cluster.add_worker()
     wait_for("a new worker node", lambda: len(cluster.alive()) == 2, 60)
