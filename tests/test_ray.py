@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, assert_one_line_error, wasmhost_cli
-from servers import ServerUnavailable, unless_unavailable
+from servers import ServerUnavailable, free_port, unless_unavailable
 
-from wasmhost.errors import InvalidArgument
+from wasmhost.errors import InvalidArgument, Unavailable
 
 CASES = Path(__file__).with_name("ray_cluster_cases.py")
 #: The cluster's cases as a whole, their teardown included; past it they are stopped.
@@ -166,3 +166,12 @@ def test_serve_ray_without_its_extra_says_how_to_install_it(tmp_path):
     path = os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))
     proc = wasmhost_cli("--registry", tmp_path / "home", "serve", "--ray", env={"PYTHONPATH": path})
     assert_one_line_error(proc, InvalidArgument.exit_code, "pip install 'wasmhost[ray]'")
+
+
+def test_serve_ray_without_a_cluster_fails_in_one_line(postgres_url, s3_url):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    proc = wasmhost_cli(
+        "--registry", postgres_url, "--blobs", s3_url, "serve", "--ray", address, timeout=120
+    )
+    assert_one_line_error(proc, Unavailable.exit_code, f"no Ray cluster at {address}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -193,6 +194,7 @@ class RayBackend:
         """
         settings.check()
         database, blobs = shared_registry(registry, settings.address)
+        _reachable(settings.address)
         try:
             if settings.address == LOCAL:
                 ray.init(include_dashboard=False, log_to_driver=False)
@@ -263,6 +265,19 @@ class RayBackend:
 
 async def _awaited(response: Any) -> Any:
     return await response
+
+
+def _reachable(address: str, timeout: float = 10.0) -> None:
+    """Raises Unavailable when nothing listens at a HOST:PORT address (`ray.init` would
+    retry for minutes); `auto`, `local` and `ray://` addresses are Ray's to find."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or "://" in address:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise Unavailable(f"no Ray cluster at {address}: {e.strerror or e}") from None
 
 
 def _deploy(app: Any, settings: RaySettings) -> DeploymentHandle:
