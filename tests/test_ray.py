@@ -175,3 +175,34 @@ def test_serve_ray_without_a_cluster_fails_in_one_line(postgres_url, s3_url):
         "--registry", postgres_url, "--blobs", s3_url, "serve", "--ray", address, timeout=120
     )
     assert_one_line_error(proc, Unavailable.exit_code, f"no Ray cluster at {address}")
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"replicas": 3}, {"num_replicas": 3, "autoscaling": None}),
+        (
+            {"min_replicas": 0, "max_replicas": 5, "target_ongoing_requests": 3.0},
+            {"autoscaling": (0, 1, 5, 3.0)},
+        ),
+    ],
+)
+def test_settings_make_a_deployment_ray_accepts(settings, expected):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from wasmhost.serve import ray_replica
+    from wasmhost.serve.ray_backend import RaySettings
+
+    made = RaySettings(max_ongoing_requests=3, max_queued_requests=7, **settings)
+    made.check()
+    deployment = ray_replica.deployment(5, **made.options())  # Serve validates the options
+    assert (deployment.max_ongoing_requests, deployment.max_queued_requests) == (3, 7)
+    assert deployment.ray_actor_options["num_cpus"] == 1.0
+    if "num_replicas" in expected:
+        assert deployment.num_replicas == expected["num_replicas"]
+    # Serve keeps the autoscaling policy in the deployment's config (no public accessor).
+    auto = deployment._deployment_config.autoscaling_config
+    if expected["autoscaling"] is None:
+        assert auto is None
+    else:
+        got = (auto.min_replicas, auto.initial_replicas, auto.max_replicas)
+        assert (*got, auto.target_ongoing_requests) == expected["autoscaling"]
