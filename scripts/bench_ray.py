@@ -20,6 +20,7 @@ import contextlib
 import http.client
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -145,6 +146,8 @@ def main() -> None:
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",  # as a cluster should run (the hop's cost includes it)
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "AWS_ENDPOINT_URL": moto.endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

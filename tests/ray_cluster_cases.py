@@ -48,6 +48,10 @@ if not os.environ.get("WASMHOST_RAY_NETNS_FILE"):
         "run by tests/test_ray.py inside its own network namespace", allow_module_level=True
     )
 Path(os.environ["WASMHOST_RAY_NETNS_FILE"]).write_text(os.readlink("/proc/self/ns/net"))
+# Ray's token authentication, as a cluster should run: test_ray.py gives this process (the
+# nodes, the front and the driver inherit it) a token of its own, before ray is imported
+# (it reads the mode once); whatever ~/.ray/auth_token holds is not used.
+assert os.environ.get("RAY_AUTH_MODE") == "token" and os.environ.get("RAY_AUTH_TOKEN")
 
 #: Seconds one client call may take (a hang, not a slow run, fails the case).
 TIMEOUT = 60

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -77,6 +78,9 @@ def test_two_node_cluster_in_its_own_network_namespace(tmp_path):
         **os.environ,
         "WASMHOST_RAY_NETNS_FILE": str(netns_file),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray's token authentication on, with a token of the test's own.
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     command = "ip link set lo up && exec " + " ".join(
