@@ -207,6 +207,13 @@ class RayBackend:
         try:
             # The front is the ingress: Ray's own HTTP proxies are not started.
             serve.start(proxy_location="Disabled")
+            if settings.app in serve.status().applications:
+                # A front that died without deleting it, or another front of that name.
+                log.warning(
+                    "a Ray Serve app named %s runs on the cluster: this front takes it over "
+                    "(another front using it needs its own --ray-app)",
+                    settings.app,
+                )
             app = ray_replica.deployment(settings.models_per_replica, **settings.options())
             return cls(settings, _deploy(app.bind(database, blobs), settings))
         except BaseException:
