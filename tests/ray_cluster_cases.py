@@ -328,6 +328,7 @@ def assert_add_answers(front: Front, rng: np.random.Generator) -> None:
 
 
 def test_replicas_run_on_both_nodes(cluster, front, handle):
+    assert httpx.get(f"{front.url}/v2/health/ready", timeout=TIMEOUT).json() == {"ready": True}
     found = replicas(handle)
     assert len(found) == 2, found
     assert set(found.values()) == cluster.alive(), (found, cluster.alive())
@@ -484,3 +485,26 @@ def test_a_lost_worker_node_and_a_new_one(cluster, front, handle, rng):
     )
     for _ in range(REPEATS):
         assert_add_answers(front, rng)
+
+
+def test_without_replicas_the_front_is_not_ready_and_answers_503(front, rng):
+    with front.client() as client:
+        assert client.get("/v2/health/ready").json() == {"ready": True}
+    serve.delete(APP)  # as if every replica were gone (the front's stop deletes nothing then)
+    started = time.monotonic()
+    with front.client() as client:
+        wait_for("not ready", lambda: client.get("/v2/health/ready").status_code == 503, 30)
+        assert client.get("/v2/health/ready").json() == {"ready": False}
+        feeds = add_feeds(rng)
+        r = client.post(f"/v2/models/{ADD}/infer", json=_json_body(feeds))
+    assert (r.status_code, r.json()["type"]) == (503, "Unavailable"), r.text
+    print(f"503 after {time.monotonic() - started:.1f} s")
+
+
+def _json_body(feeds: dict[str, np.ndarray]) -> dict:
+    return {
+        "inputs": [
+            {"name": k, "datatype": "FP32", "shape": list(v.shape), "data": v.ravel().tolist()}
+            for k, v in feeds.items()
+        ]
+    }

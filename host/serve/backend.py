@@ -58,6 +58,10 @@ class Runner(Protocol):
 class Backend(Protocol):
     """Opens runners."""
 
+    async def ready(self) -> bool:
+        """Whether a version could run now (the service's readiness probe)."""
+        ...
+
     async def open(
         self, target: ModelVersion | CatalogEntry, concurrency: int, offload: Offload
     ) -> Runner:
@@ -114,6 +118,9 @@ class SessionBackend:
         self, open_session: Callable[[ModelVersion | CatalogEntry, int], InferenceSession]
     ) -> None:
         self._open_session = open_session
+
+    async def ready(self) -> bool:
+        return True
 
     async def open(
         self, target: ModelVersion | CatalogEntry, concurrency: int, offload: Offload

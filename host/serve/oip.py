@@ -31,7 +31,8 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     s = state(request)
-    return ok({"ready": not s.stopping}, 503 if s.stopping else 200)
+    is_ready = not s.stopping and await s.deployments.backend.ready()
+    return ok({"ready": is_ready}, 200 if is_ready else 503)
 
 
 async def server_metadata(request: Request) -> Response:

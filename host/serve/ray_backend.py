@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,8 @@ from .backend import Offload
 
 log = logging.getLogger("wasmhost.serve.ray")
 
+#: Seconds a readiness answer is reused.
+READY_TTL = 1.0
 #: `address` that starts a private one-node Ray instance in this process (to try it out).
 LOCAL = "local"
 
@@ -181,6 +184,7 @@ class RayBackend:
     def __init__(self, settings: RaySettings, handle: DeploymentHandle) -> None:
         self.settings = settings
         self.handle = handle
+        self._ready: tuple[float, bool] = (-READY_TTL, False)
 
     @classmethod
     def connect(cls, registry: Registry, settings: RaySettings) -> RayBackend:
@@ -219,6 +223,25 @@ class RayBackend:
         except BaseException:
             shutdown(settings.app)
             raise
+
+    async def ready(self) -> bool:
+        """Whether a replica of the deployment is running (asked of Serve at most once
+        per READY_TTL: load balancers probe often)."""
+        checked, answer = self._ready
+        if time.monotonic() - checked >= READY_TTL:
+            answer = await asyncio.to_thread(self._running_replicas) > 0
+            self._ready = (time.monotonic(), answer)
+        return answer
+
+    def _running_replicas(self) -> int:
+        try:
+            app = serve.status().applications.get(self.settings.app)
+        except Exception as e:  # the cluster unreachable: not ready, and said why
+            log.warning("Ray Serve's status: %s", " ".join(str(e).split())[:300])
+            return 0
+        if app is None:
+            return 0
+        return sum(d.replica_states.get("RUNNING", 0) for d in app.deployments.values())
 
     async def open(
         self, target: ModelVersion | CatalogEntry, concurrency: int, offload: Offload
