@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,7 @@ import numpy as np
 import pytest
 import ray
 import tritonclient.http as triton
-from conftest import SQUEEZENET, assert_outputs_equal, reference
+from conftest import SQUEEZENET, assert_one_line_error, assert_outputs_equal, reference
 from ray import serve
 from registry_support import add_model
 from servers import MotoServer, PostgresServer, free_port, make_bucket
@@ -42,6 +43,7 @@ from test_serve_robustness import ATTACKS, EVIL, bomb_model, crash_model, spin_b
 from tritonclient.utils import np_to_triton_dtype
 
 from wasmhost import Registry
+from wasmhost.errors import Unavailable
 
 if not os.environ.get("WASMHOST_RAY_NETNS_FILE"):
     pytest.skip(
@@ -53,6 +55,8 @@ Path(os.environ["WASMHOST_RAY_NETNS_FILE"]).write_text(os.readlink("/proc/self/n
 # (it reads the mode once); whatever ~/.ray/auth_token holds is not used.
 assert os.environ.get("RAY_AUTH_MODE") == "token" and os.environ.get("RAY_AUTH_TOKEN")
 
+#: A line Ray's C++ core logs itself: `[2026-11-29 07:30:25,659 W 14107 14107] x.cc:330: ...`.
+RAY_CORE_LOG = re.compile(r"\[[\d-]+ [\d:,]+ [DIWEF] \d+ \d+\] [\w.]+\.cc:\d+: ")
 #: Seconds one client call may take (a hang, not a slow run, fails the case).
 TIMEOUT = 60
 #: Runs of each case against onnxruntime.
@@ -213,6 +217,8 @@ class Front:
     log: Path
     #: OIP name -> the model's bytes (the oracle's input).
     models: dict[str, bytes]
+    #: The registry's database and blob store URLs.
+    registry: tuple[str, str] = ("", "")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin}"}
@@ -244,39 +250,58 @@ def front(cluster: Cluster, postgres_server: PostgresServer, moto_server: MotoSe
         ]:
             registry.upload("evil", name, data)
         _, admin = registry.create_token("ray-admin", role="admin")
+    deploying = ["--replicas", "2", "--replica-cpus", "0.6", "--max-ongoing-requests", "2"]
+    deploying += ["--max-queued-requests", "2", "--request-timeout", "45", "--start-timeout", "120"]
+    registry = (database, blobs)
+    process, port, log = start_front(cluster, registry, "front", *deploying)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield Front(process, url, f"127.0.0.1:{port}", admin, log, models, registry)
+    finally:
+        stop_front(process, log)
+
+
+def start_front(
+    cluster: Cluster, registry: tuple[str, str], name: str, *extra: str
+) -> tuple[subprocess.Popen, int, Path]:
+    """`wasmhost serve --ray` on a free port, once it answers; its log is `name`.log."""
     port = free_port()
-    log = cluster.temp / "front.log"
-    args = [
-        *("-m", "wasmhost.cli", "--registry", database, "--blobs", blobs, "serve"),
-        *("--port", str(port), "--ray", cluster.address, "--replicas", "2"),
-        *("--replica-cpus", "0.6", "--max-ongoing-requests", "2", "--max-queued-requests", "2"),
-        *("--request-timeout", "45", "--start-timeout", "120"),
-    ]
+    log = cluster.temp / f"{name}.log"
+    args = ["-m", "wasmhost.cli", "--registry", registry[0], "--blobs", registry[1], "serve"]
+    args += ["--port", str(port), "--ray", cluster.address, *extra]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, *args], env=cluster.env, stdout=out, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"the front exited ({process.returncode}):\n{log.read_text()}")
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{url}/v2/health/live", timeout=2).status_code == 200
+            return (
+                httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=2).status_code == 200
+            )
         return False
 
     try:
         wait_for("the front", up, 180)
-        yield Front(process, url, f"127.0.0.1:{port}", admin, log, models)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        text = log.read_text(errors="replace")
+    except BaseException:
+        stop_front(process, log, check=False)
+        raise
+    return process, port, log
+
+
+def stop_front(process: subprocess.Popen, log: Path, check: bool = True) -> None:
+    """SIGTERM; the front must exit 0 with no traceback in its log."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    text = log.read_text(errors="replace")
+    if check:
         assert process.returncode == 0, text[-4000:]
         assert "Traceback" not in text, text[-4000:]
 
@@ -347,6 +372,37 @@ def test_results_equal_onnxruntime_through_tritonclient(front, rng):
         image = {"data_0": rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}
         model = front.models["ray.squeezenet"]
         assert_outputs_equal(infer(front, "ray.squeezenet", image), reference(model, image))
+
+
+def test_a_second_front_attached_to_the_same_replicas(cluster, front, handle, rng):
+    before = replicas(handle)
+    process, port, log = start_front(cluster, front.registry, "attached", "--ray-attach")
+    second = Front(process, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", front.admin, log, {})
+    try:
+        for _ in range(REPEATS):
+            feeds = add_feeds(rng)
+            assert_outputs_equal(infer(second, ADD, feeds), reference(front.models[ADD], feeds))
+    finally:
+        stop_front(process, log)
+    # Its stop left the app to the front that deployed it.
+    assert replicas(handle) == before
+    for _ in range(REPEATS):
+        assert_add_answers(front, rng)
+    database, blobs = front.registry
+    args = ["--registry", database, "--blobs", blobs, "serve", "--ray", cluster.address]
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasmhost.cli", *args, "--ray-attach", "--ray-app", "nope"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Ray's C++ core warns on stderr, by itself, that this namespace has no route out
+    # ("Failed to determine local IP via external connectivity"): its lines, not ours.
+    proc.stderr = "".join(
+        line for line in proc.stderr.splitlines(True) if not RAY_CORE_LOG.match(line)
+    )
+    assert_one_line_error(proc, Unavailable.exit_code, "no Ray Serve app nope")
 
 
 def test_the_management_api_and_metrics_are_the_fronts(front):

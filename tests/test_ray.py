@@ -153,6 +153,7 @@ def test_serve_ray_refuses_a_registry_other_nodes_cannot_read(tmp_path):
         (["--ray", "--replicas", "0"], ["--replicas must be at least 1"]),
         (["--ray", "--min-replicas", "3", "--max-replicas", "2"], ["min <= max"]),
         (["--ray", "--max-queued-requests", "0"], ["--max-queued-requests must be positive"]),
+        (["--ray", "--ray-attach", "--replicas", "2"], ["--replicas", "not --ray-attach's"]),
     ],
 )
 def test_serve_ray_options_are_checked(tmp_path, args, words):

@@ -90,6 +90,12 @@ from .registry import _table, open_registry
     help="[ray] Seconds to wait for the replicas at start (120).",
 )
 @click.option("--ray-app", default=None, help="[ray] The Ray Serve application's name (wasmhost).")
+@click.option(
+    "--ray-attach",
+    is_flag=True,
+    default=None,
+    help="[ray] Join the app another front deployed (--ray-app) instead of deploying one.",
+)
 def serve(
     host: str,
     port: int,
@@ -119,6 +125,10 @@ def serve(
     if "replicas" in given and scaling:
         flags = ", ".join("--" + k.replace("_", "-") for k in scaling)
         raise InvalidArgument(f"--replicas is a fixed number: {flags} autoscale instead")
+    deploying = set(given) - {"ray_app", "ray_attach", "request_timeout"}
+    if given.get("ray_attach") and deploying:
+        flags = ", ".join(sorted("--" + k.replace("_", "-") for k in deploying))
+        raise InvalidArgument(f"{flags}: the deploying front's settings, not --ray-attach's")
     registry = open_registry(
         local_only="serve serves a registry of this host (--registry, WASMHOST_HOME); "
         "--server names a remote service"
@@ -143,6 +153,8 @@ def serve(
             ) from None
         if "ray_app" in given:
             given["app"] = given.pop("ray_app")
+        if "ray_attach" in given:
+            given["attach"] = given.pop("ray_attach")
         settings = RaySettings(address=ray_address, **given)
         settings.check()
 

@@ -67,6 +67,10 @@ class RaySettings:
         request_timeout: seconds a run may take from the front, the replica's load and
             queue included; past it the request is `Unavailable`.
         start_timeout: seconds to wait for the deployment's replicas at start.
+        attach: join the application another front deployed (`app`) instead of
+            deploying one; it is left running when this front stops. The deployment's
+            own settings (replicas, resources, queues) are that front's; this front's
+            admission counts `max_replicas` (default 4) as the most replicas.
     """
 
     address: str = "auto"
@@ -81,6 +85,7 @@ class RaySettings:
     models_per_replica: int = 8
     request_timeout: float = 120.0
     start_timeout: float = 120.0
+    attach: bool = False
 
     def check(self) -> None:
         """Raises InvalidArgument for settings that cannot be deployed."""
@@ -199,15 +204,23 @@ class RayBackend:
         settings.check()
         database, blobs = shared_registry(registry, settings.address)
         _reachable(settings.address)
+        # Ray's driver-side progress (connecting, Serve's steps) would interleave with the
+        # front's own log and its one-line errors: its warnings and worse only.
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         try:
             if settings.address == LOCAL:
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(include_dashboard=False, **options)
             else:
-                ray.init(address=settings.address, log_to_driver=False)
+                ray.init(address=settings.address, **options)
         except (ConnectionError, RuntimeError) as e:
             raise Unavailable(
                 f"no Ray cluster at {settings.address}: {' '.join(str(e).split())[:300]}"
             ) from None
+        if settings.attach:
+            handle = _attach(settings.app)
+            log.info("attached to Ray Serve app %s on %s", settings.app, settings.address)
+            return cls(settings, handle)
         try:
             # The front is the ingress: Ray's own HTTP proxies are not started.
             serve.start(proxy_location="Disabled")
@@ -219,7 +232,9 @@ class RayBackend:
                     settings.app,
                 )
             app = ray_replica.deployment(settings.models_per_replica, **settings.options())
-            return cls(settings, _deploy(app.bind(database, blobs), settings))
+            handle = _deploy(app.bind(database, blobs), settings)
+            log.info("deployed Ray Serve app %s on %s", settings.app, settings.address)
+            return cls(settings, handle)
         except BaseException:
             shutdown(settings.app)
             raise
@@ -289,8 +304,9 @@ class RayBackend:
         await asyncio.to_thread(self.shutdown)
 
     def shutdown(self) -> None:
-        """Deletes the app this front deployed and leaves the cluster (which stays up)."""
-        shutdown(self.settings.app)
+        """Deletes the app this front deployed (not one it attached to) and leaves the
+        cluster (which stays up)."""
+        shutdown(None if self.settings.attach else self.settings.app)
 
 
 async def _awaited(response: Any) -> Any:
@@ -308,6 +324,22 @@ def _reachable(address: str, timeout: float = 10.0) -> None:
             pass
     except OSError as e:
         raise Unavailable(f"no Ray cluster at {address}: {e.strerror or e}") from None
+
+
+def _attach(app: str) -> DeploymentHandle:
+    """The handle of the running app `app`. Raises Unavailable if none runs."""
+    try:
+        status = serve.status().applications.get(app)
+    except Exception as e:
+        shutdown(None)
+        raise Unavailable(f"Ray Serve's status: {' '.join(str(e).split())[:300]}") from None
+    if status is None:
+        shutdown(None)
+        raise Unavailable(
+            f"no Ray Serve app {app} runs on the cluster: start a front without "
+            "--ray-attach first (it deploys the replicas)"
+        )
+    return serve.get_app_handle(app)
 
 
 def _deploy(app: Any, settings: RaySettings) -> DeploymentHandle:
@@ -334,10 +366,11 @@ def _deploy(app: Any, settings: RaySettings) -> DeploymentHandle:
     )
 
 
-def shutdown(app: str) -> None:
-    """Deletes the app this front deployed and leaves the cluster (which stays up)."""
+def shutdown(app: str | None) -> None:
+    """Deletes the app this front deployed (if `app`) and leaves the cluster (which stays
+    up)."""
     try:
-        if ray.is_initialized():
+        if app is not None and ray.is_initialized():
             serve.delete(app)
     except Exception as e:  # the cluster may be gone already: nothing left to delete
         log.warning("could not delete the Ray Serve app %s: %s", app, e)
