@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -150,7 +149,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(moto_server: MotoServer) -> Iterator[Cluster]:
-    temp = Path(tempfile.mkdtemp(prefix="whray-", dir="/tmp"))  # short: Ray's socket paths
+    temp = Path(os.environ["WASMHOST_RAY_TEMP"])  # short (Ray's socket paths); test_ray.py's
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",

@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,9 +76,13 @@ def test_two_node_cluster_in_its_own_network_namespace(tmp_path):
     unless_unavailable(_namespace_available)
     netns_file = tmp_path / "netns"
     log = tmp_path / "cases.log"
+    # Ray's session directory: a short path (its socket paths must fit in 107 bytes),
+    # removed here once everything in the namespace is gone.
+    ray_temp = Path(tempfile.mkdtemp(prefix="whray-", dir="/tmp"))
     env = {
         **os.environ,
         "WASMHOST_RAY_NETNS_FILE": str(netns_file),
+        "WASMHOST_RAY_TEMP": str(ray_temp),
         "RAY_USAGE_STATS_ENABLED": "0",
         # Ray's token authentication on, with a token of the test's own.
         "RAY_AUTH_MODE": "token",
@@ -130,6 +136,7 @@ def test_two_node_cluster_in_its_own_network_namespace(tmp_path):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.1)
+        shutil.rmtree(ray_temp, ignore_errors=True)
     output = log.read_text(errors="replace")
     print(output[-6000:])
     assert child.returncode == 0, f"the cluster's cases failed:\n{output[-20000:]}"
