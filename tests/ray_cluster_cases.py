@@ -63,6 +63,7 @@ REPEATS = 3
 APP = "wasmhost"
 ADD = "ray.add"
 SPIN = "ray.spin"
+SNAP = "ray.snap"
 
 
 def ray_command() -> list[str]:
@@ -248,6 +249,10 @@ def front(cluster: Cluster, postgres_server: PostgresServer, moto_server: MotoSe
             ("crash", crash_model()),
         ]:
             registry.upload("evil", name, data)
+        # One version snapshotted at upload (tests turn snapshots off: a compile of
+        # 10-15 s each), into this machine's cache, which both nodes share here.
+        registry.set_setting("snapshots", "on")
+        registry.upload("ray", "snap", models.setdefault(SNAP, add_model(5.0)))
         _, admin = registry.create_token("ray-admin", role="admin")
     deploying = ["--replicas", "2", "--replica-cpus", "0.6", "--max-ongoing-requests", "2"]
     deploying += ["--max-queued-requests", "2", "--request-timeout", "45", "--start-timeout", "120"]
@@ -356,6 +361,18 @@ def test_replicas_run_on_both_nodes(cluster, front, handle):
     found = replicas(handle)
     assert len(found) == 2, found
     assert set(found.values()) == cluster.alive(), (found, cluster.alive())
+
+
+def test_replicas_run_per_run_isolates_from_the_nodes_snapshot_cache(front, handle, rng):
+    # ray/snap's upload made its snapshot (in this machine's cache: both nodes'); ray/add
+    # has none, so the replicas run it in pooled isolates rather than compile one.
+    snap = handle.options(multiplexed_model_id=_version_id(front, "ray/snap"))
+    add = handle.options(multiplexed_model_id=_version_id(front, "ray/add"))
+    for _ in range(REPEATS):
+        assert snap.describe.remote().result(timeout_s=TIMEOUT)[3] == "per-run"
+        assert add.describe.remote().result(timeout_s=TIMEOUT)[3] == "pooled"
+        feeds = add_feeds(rng)
+        assert_outputs_equal(infer(front, SNAP, feeds), reference(front.models[SNAP], feeds))
 
 
 def test_results_equal_onnxruntime_through_tritonclient(front, rng):
@@ -492,14 +509,13 @@ def test_a_replica_killed_mid_request_answers_503_and_the_next_succeeds(
     assert set(replicas(handle).values()) == set(before.values())
 
 
-_ids: dict[str, str] = {}
-
-
 def _spin_id(front: Front) -> str:
-    if SPIN not in _ids:
-        with front.client() as client:
-            _ids[SPIN] = client.get("/api/v1/resolve", params={"ref": "ray/spin"}).json()["id"]
-    return _ids[SPIN]
+    return _version_id(front, "ray/spin")
+
+
+def _version_id(front: Front, ref: str) -> str:
+    with front.client() as client:
+        return client.get("/api/v1/resolve", params={"ref": ref}).json()["id"]
 
 
 def test_a_lost_worker_node_and_a_new_one(cluster, front, handle, rng):

@@ -157,13 +157,14 @@ class RayRunner:
         self,
         backend: RayBackend,
         version_id: str,
-        signature: tuple[list[NodeArg], list[NodeArg], int],
+        signature: tuple[list[NodeArg], list[NodeArg], int, str],
     ) -> None:
         self._backend = backend
         self._handle = backend.handle.options(multiplexed_model_id=version_id)
-        self._inputs, self._outputs, per_replica = signature
+        # The isolation is the first replica's that loaded it (another node's may differ:
+        # the snapshot is in one node's cache and not yet in another's).
+        self._inputs, self._outputs, per_replica, self.isolation = signature
         self.slots = per_replica * backend.settings.most_replicas
-        self.isolation = "pooled"  # the replicas' sessions (no snapshots there yet)
 
     def get_inputs(self) -> list[NodeArg]:
         return list(self._inputs)
@@ -192,9 +193,11 @@ class RayBackend:
         self._ready: tuple[float, bool] = (-READY_TTL, False)
 
     @classmethod
-    def connect(cls, registry: Registry, settings: RaySettings) -> RayBackend:
-        """Joins the cluster at `settings.address` and deploys the replicas; returns when
-        they are up.
+    def connect(
+        cls, registry: Registry, settings: RaySettings, isolation: str = "per-run"
+    ) -> RayBackend:
+        """Joins the cluster at `settings.address` and deploys the replicas (their runs'
+        `isolation` as `wasmhost serve --isolation` says); returns when they are up.
 
         Raises:
             InvalidArgument: bad settings, or a registry other nodes cannot read.
@@ -232,7 +235,7 @@ class RayBackend:
                     settings.app,
                 )
             app = ray_replica.deployment(settings.models_per_replica, **settings.options())
-            handle = _deploy(app.bind(database, blobs), settings)
+            handle = _deploy(app.bind(database, blobs, isolation), settings)
             log.info("deployed Ray Serve app %s on %s", settings.app, settings.address)
             return cls(settings, handle)
         except BaseException:

@@ -7,12 +7,15 @@ model multiplexing routes a request to a replica that holds its version (the ver
 the multiplexed model id), so a version's isolates are made on few replicas, not all.
 
 A run traps only its own isolate, exactly as in `wasmhost serve`: the error travels back to
-the front, and the replica and its other models go on.
+the front, and the replica and its other models go on. With per-run isolation (the
+default, as in `wasmhost serve`), a version whose snapshot is in this node's cache runs
+each request in a fresh isolate spawned from it; one without runs pooled isolates here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -27,6 +30,8 @@ from ..registry.registry import Registry
 from ..runtime.isolate import RunStats
 from ..runtime.session import InferenceSession, NodeArg
 
+log = logging.getLogger("wasmhost.serve.ray")
+
 #: A version's isolates per replica when its project sets no `concurrency`.
 DEFAULT_CONCURRENCY = 2
 
@@ -35,8 +40,9 @@ class ModelReplica:
     """One replica: the registry, and an LRU of sessions by version id (`load`, made
     multiplexed by `deployment`)."""
 
-    def __init__(self, registry: str, blobs: str) -> None:
+    def __init__(self, registry: str, blobs: str, isolation: str = "per-run") -> None:
         self.registry = Registry(registry, blobs=blobs)
+        self.isolation = isolation
         self._running = 0
         self._lock = threading.Lock()
 
@@ -48,21 +54,36 @@ class ModelReplica:
                 limits = self.registry.project(target.project).limits
                 concurrency = int(limits.get("concurrency", DEFAULT_CONCURRENCY))
             source = self.registry.source(version_id)
-            return InferenceSession(
-                source.model, limits=source.limits, module=source.module, pool_size=concurrency
+            per_run = (
+                self.isolation == "per-run"
+                and source.module is None  # snapshots are made for the bundled runtime
+                and self.registry.get_setting("snapshots")
             )
+            session = InferenceSession(
+                source.model,
+                limits=source.limits,
+                module=source.module,
+                pool_size=concurrency,
+                isolation="per-run" if per_run else "pooled",
+                # Not built here (10-15 s of compiling in a request): the node's cache has
+                # it when an upload or a `wasmhost serve` on this node made it.
+                snapshot_build=False,
+            )
+            if per_run and session.isolation == "pooled":
+                log.info("%s: no snapshot on this node: pooled isolates", source.reference)
+            return session
 
         return _Loaded(await asyncio.to_thread(open_session))
 
     async def load(self, version_id: str) -> _Loaded:  # replaced by a multiplexed one
         return await self._open(version_id)
 
-    async def describe(self) -> tuple[list[NodeArg], list[NodeArg], int]:
+    async def describe(self) -> tuple[list[NodeArg], list[NodeArg], int, str]:
         """The request's version (its multiplexed model id), loaded: (inputs, outputs,
-        isolates it may hold here)."""
+        isolates it may run at once here, its isolation)."""
         loaded = await self.load(serve.get_multiplexed_model_id())
         session = loaded.session
-        return session.get_inputs(), session.get_outputs(), session.pool.size
+        return session.get_inputs(), session.get_outputs(), session.pool.size, session.isolation
 
     async def run(
         self, outputs: Sequence[str], feeds: dict[str, np.ndarray]

@@ -57,7 +57,7 @@ def serve(
     if ray is not None:
         from .ray_backend import RayBackend
 
-        backend = RayBackend.connect(registry, ray)
+        backend = RayBackend.connect(registry, ray, isolation)
     try:
         app = create_app(
             registry,
