@@ -362,6 +362,27 @@ def test_an_upload_is_snapshotted_and_a_failed_snapshot_keeps_the_upload(
     registry.close()
 
 
+def test_registry_sessions_are_per_run_only_where_the_registry_makes_snapshots(
+    tmp_path, monkeypatch
+):
+    """Setting `snapshots` off: pooled, nothing missing. On, with nothing cached and
+    `snapshot_build=False`: pooled, the snapshot missing (what the service builds)."""
+    monkeypatch.setenv("WASMHOST_SNAPSHOTS", "off")
+    registry = Registry(tmp_path / "home")
+    registry.create_project("p")
+    fresh = add_model(float(uuid.uuid4().int % 1000) + 0.25)  # never snapshotted before
+    registry.upload("p", "add", fresh)
+    off = registry.session("p/add", isolation="per-run", snapshot_build=False)
+    assert (off.isolation, off.snapshot_missing) == ("pooled", False)
+    registry.set_setting("snapshots", "on")
+    on = registry.session("p/add", isolation="per-run", snapshot_build=False)
+    assert (on.isolation, on.snapshot_missing) == ("pooled", True)
+    x = {"x": np.arange(8, dtype=np.float32).reshape(2, 4)}
+    for _ in range(RUNS):
+        same_bits(on.run(None, x), wasmhost.InferenceSession(fresh).run(None, x))
+    registry.close()
+
+
 def test_the_service_runs_snapshotted_versions_per_run_and_builds_missing_ones(
     tmp_path, monkeypatch, caplog
 ):

@@ -866,10 +866,19 @@ class Registry:
             self._module(project.runtime),
         )
 
-    def session(self, ref: str, *, limits: Limits | None = None, **kwargs: Any) -> InferenceSession:
+    def session(
+        self,
+        ref: str,
+        *,
+        limits: Limits | None = None,
+        isolation: str = "pooled",
+        **kwargs: Any,
+    ) -> InferenceSession:
         """An `InferenceSession` of the version (or catalog model) `ref` names, on its
         project's runtime, with the project's default limits unless `limits` is given.
-        Other keyword arguments go to `InferenceSession`.
+        `isolation="per-run"` applies where the registry makes snapshots (the bundled
+        runtime, setting `snapshots` on); elsewhere the session is pooled. Other keyword
+        arguments go to `InferenceSession`.
 
         Raises:
             InvalidName, NotFound, RegistryCorrupt: as `read`.
@@ -877,8 +886,14 @@ class Registry:
             And what `InferenceSession` raises.
         """
         source = self.source(ref)
+        if isolation == "per-run" and not (source.module is None and self.get_setting("snapshots")):
+            isolation = "pooled"
         return InferenceSession(
-            source.model, limits=limits or source.limits, module=source.module, **kwargs
+            source.model,
+            limits=limits or source.limits,
+            module=source.module,
+            isolation=isolation,
+            **kwargs,
         )
 
     def _limits(self, project: Project) -> Limits:

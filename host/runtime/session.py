@@ -144,6 +144,9 @@ class InferenceSession:
                 f"got {isolation!r}"
             )
         self.isolation = isolation
+        #: Per-run isolation was asked with `snapshot_build=False` and no snapshot is cached:
+        #: the session runs pooled (`prepare_snapshot()` builds one for the next session).
+        self.snapshot_missing = False
         self._snapshot_shapes = dict(snapshot_shapes) if snapshot_shapes else None
         self._module = Path(module) if module is not None else None
         if isinstance(sess_options, Limits):  # wasmhost's first API: (model, limits)
@@ -199,7 +202,7 @@ class InferenceSession:
                 create=False,
             )
             if found is None:
-                self.isolation = "pooled"
+                self.isolation, self.snapshot_missing = "pooled", True
             else:
                 self._snapshots[self._snapshot_key(self.limits)] = found
         if self.isolation == "per-run":

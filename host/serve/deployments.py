@@ -220,27 +220,16 @@ class Deployments:
     def _open_session(
         self, target: ModelVersion | CatalogEntry, concurrency: int
     ) -> InferenceSession:
-        source = self.registry.source(target.id)
-        per_run = (
-            self.isolation == "per-run"
-            and source.module is None  # snapshots are made for the bundled runtime
-            and self.registry.get_setting("snapshots")
+        session = self.registry.session(
+            target.id, pool_size=concurrency, isolation=self.isolation, snapshot_build=False
         )
-        session = InferenceSession(
-            source.model,
-            limits=source.limits,
-            module=source.module,
-            pool_size=concurrency,
-            isolation="per-run" if per_run else "pooled",
-            snapshot_build=False,
-        )
-        if per_run and session.isolation == "pooled":
+        if session.snapshot_missing:
             log.info(
                 "%s: no snapshot on this machine yet: pooled isolates until it is loaded "
                 "again after its snapshot is built",
-                source.reference,
+                target.reference,
             )
-            self._build_snapshot(source.reference, session)
+            self._build_snapshot(target.reference, session)
         return session
 
     def _build_snapshot(self, reference: str, session: InferenceSession) -> None:

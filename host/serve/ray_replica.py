@@ -53,24 +53,16 @@ class ModelReplica:
             if not isinstance(target, CatalogEntry):
                 limits = self.registry.project(target.project).limits
                 concurrency = int(limits.get("concurrency", DEFAULT_CONCURRENCY))
-            source = self.registry.source(version_id)
-            per_run = (
-                self.isolation == "per-run"
-                and source.module is None  # snapshots are made for the bundled runtime
-                and self.registry.get_setting("snapshots")
-            )
-            session = InferenceSession(
-                source.model,
-                limits=source.limits,
-                module=source.module,
+            session = self.registry.session(
+                version_id,
                 pool_size=concurrency,
-                isolation="per-run" if per_run else "pooled",
+                isolation=self.isolation,
                 # Not built here (10-15 s of compiling in a request): the node's cache has
                 # it when an upload or a `wasmhost serve` on this node made it.
                 snapshot_build=False,
             )
-            if per_run and session.isolation == "pooled":
-                log.info("%s: no snapshot on this node: pooled isolates", source.reference)
+            if session.snapshot_missing:
+                log.info("%s: no snapshot on this node: pooled isolates", target.reference)
             return session
 
         return _Loaded(await asyncio.to_thread(open_session))
