@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # servers.py: PostgreSQL and moto, on 127.0.0.1
 
 import numpy as np  # noqa: E402
-from bench_serve import LIGHT, body, drive, pct, tiny  # noqa: E402
+from bench_serve import LIGHT, drive, infer_caller, pct, tiny  # noqa: E402
 from servers import free_port, make_bucket, start_moto, start_postgres  # noqa: E402
 
 from wasmhost import Registry  # noqa: E402
@@ -94,20 +94,7 @@ def measure(port: int, pid: int, models, args) -> list[tuple[str, int, float, li
     request) for each model and number of clients."""
     rows = []
     for name, (_, feeds) in models.items():
-        payload, headers = body(feeds)
-        path = f"/v2/models/bench.{name}/infer"
-
-        def http_call(payload=payload, headers=headers, path=path):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-            def call() -> None:
-                conn.request("POST", path, payload, headers)
-                response = conn.getresponse()
-                data = response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{response.status}: {data[:200]!r}")
-
-            return call
+        http_call = infer_caller(port, f"bench.{name}", feeds)
 
         drive(4, 2.0, 400, http_call)  # warm-up: every replica loads the model
         for clients in args.clients:

@@ -61,6 +61,27 @@ def body(feeds: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
     }
 
 
+def infer_caller(port: int, model: str, feeds: dict[str, np.ndarray]):
+    """A factory of infer calls to `model` on 127.0.0.1:`port`, one HTTP connection per
+    caller (what `drive` takes); a call raises on any answer but 200."""
+    payload, headers = body(feeds)
+    path = f"/v2/models/{model}/infer"
+
+    def factory():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+        def call() -> None:
+            conn.request("POST", path, payload, headers)
+            response = conn.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{response.status}: {data[:200]!r}")
+
+        return call
+
+    return factory
+
+
 def drive(clients: int, seconds: float, limit: int, call_factory) -> tuple[float, list[float]]:
     """Runs `clients` threads calling until `seconds` or `limit` calls: (calls/s, latencies)."""
     latencies: list[float] = []
@@ -142,20 +163,7 @@ def main() -> None:
             rows = []
             for name in args.models.split(","):
                 data, feeds = models[name]
-                payload, headers = body(feeds)
-                path = f"/v2/models/bench.{name}/infer"
-
-                def http_call(payload=payload, headers=headers, path=path):
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-                    def call() -> None:
-                        conn.request("POST", path, payload, headers)
-                        response = conn.getresponse()
-                        response.read()
-                        if response.status != 200:
-                            raise RuntimeError(f"{response.status}: {response.read()[:200]!r}")
-
-                    return call
+                http_call = infer_caller(port, f"bench.{name}", feeds)
 
                 session = InferenceSession(data, pool_size=args.concurrency)
                 in_process = lambda session=session, feeds=feeds: lambda: session.run(None, feeds)  # noqa: E731
