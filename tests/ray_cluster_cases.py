@@ -449,9 +449,13 @@ def test_a_full_queue_answers_429_at_once(front, rng):
     # requests at once, some are refused (429 Overloaded) rather than queued.
     outcomes: list[tuple[int, str]] = []
     lock = threading.Lock()
+    # Every client made first, then all post at once: making a client takes long enough
+    # that twelve started one after another could each find a free slot.
+    ready = threading.Barrier(12)
 
     def one() -> None:
         with front.client() as client:
+            ready.wait(TIMEOUT)
             r = client.post(f"/v2/models/{SPIN}/infer", json=spin_body(512))
         with lock:
             outcomes.append(
