@@ -144,6 +144,10 @@ def test_cli_reads_a_map_from_json(tmp_path):
         assert label["data"] == expected[0].tolist()
     (tmp_path / "bad.json").write_text(json.dumps({"b": "x"}))
     assert_one_line_error(wasmhost_cli("run", path, "bad.json", cwd=tmp_path), 5, "a value is")
+    (tmp_path / "list.json").write_text(json.dumps([1.0, 2.0]))
+    assert_one_line_error(
+        wasmhost_cli("run", path, "list.json", cwd=tmp_path), 5, "give a JSON object"
+    )
     cm = tmp_path / "cm.onnx"
     cm.write_bytes(cast_map("DENSE", "TO_FLOAT"))
     (tmp_path / "ints.json").write_text(json.dumps({"3": 1.5, "1": 2.0}))

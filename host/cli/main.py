@@ -269,7 +269,9 @@ def _json_array(value: Any, what: str, arg: NodeArg) -> np.ndarray:
             raise InvalidInput(
                 f"{what}: input '{arg.name}' is {arg.type}: keys are integers"
             ) from None
-    if arg.type.startswith("map(") and isinstance(value, dict):
+    if arg.type.startswith("map("):
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{what}: input '{arg.name}' is {arg.type}: give a JSON object")
         return value  # type: ignore[return-value]  # the session checks it
     if arg.dtype is None:
         raise InvalidInput(f"{what}: input '{arg.name}' is {arg.type}, which JSON cannot give")
